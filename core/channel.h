@@ -1,0 +1,73 @@
+/*
+ * channel.h: the channel driver interface.
+ *
+ * One driver per protocol (chan_console.c, chan_xmpp.c, chan_irc.c,
+ * chan_http.c), a const table of function pointers filled in by name.  The
+ * core owns the instances; a driver owns its priv.  A driver turns protocol
+ * events into struct sb_msg and core requests into protocol traffic; it
+ * knows nothing of commands or policy.
+ */
+#ifndef SB_CHANNEL_H
+#define SB_CHANNEL_H
+
+#include <stddef.h>
+
+#include <libconfig.h>
+
+#define SB_CHANNEL_ABI 1
+
+/* reply() flags */
+#define SB_REPLY_DONE 0x1u	/* the command finished; text may be NULL */
+#define SB_REPLY_FAIL 0x2u	/* with DONE: it failed (refused, error) */
+
+struct sb_buf;
+struct sb_channel;
+struct sb_conf_key;
+struct sb_msg;
+struct sb_node;
+
+struct sb_channel_driver {
+	const char *name;	/* "console", "xmpp": matches config */
+	unsigned abi;		/* SB_CHANNEL_ABI */
+	const struct sb_conf_key *keys;	/* keys accepted in its section */
+	/* Parse the channel's section (borrowed; copy what you keep: the
+	 * config may be freed on reload).  On failure, message into err. */
+	int  (*open)(struct sb_channel *, const config_setting_t *, char *err, size_t errlen);
+	/* Connect or listen; add fds and timers to the loop. */
+	int  (*start)(struct sb_channel *);
+	/* Answer the conversation req came from (req borrowed). */
+	int  (*reply)(struct sb_channel *, const struct sb_msg *req, const char *text, unsigned flags);
+	/* Send a notification to an address ("oncall@example.org", "#ops";
+	 * NULL: the driver's default audience).  Optional. */
+	int  (*send)(struct sb_channel *, const char *to, const char *text);
+	/* A node's state or reason changed.  Optional. */
+	int  (*presence)(struct sb_channel *, const struct sb_node *);
+	/* One line of status for "core show channels".  Optional. */
+	void (*describe)(struct sb_channel *, struct sb_buf *);
+	/* Disconnect; idempotent. */
+	void (*stop)(struct sb_channel *);
+	/* Free priv. */
+	void (*close)(struct sb_channel *);
+};
+
+struct sb_channel {
+	const struct sb_channel_driver *drv;
+	char   *name;		/* instance name, from config */
+	char   *context;	/* dialplan context for direct messages */
+	char   *group_context;	/* for rooms and IRC channels */
+	char   *fingerprint;	/* its config section, to detect changes */
+	int     started;
+	void   *priv;
+};
+
+extern const struct sb_channel_driver sb_chan_console;
+
+const struct sb_channel_driver *sb_channel_driver_find(const char *name);
+const struct sb_channel_driver *sb_channel_driver_at(size_t i);
+
+/* Instances, owned by the core. */
+struct sb_channel *sb_channel_find(const char *name);
+size_t sb_channel_count(void);
+struct sb_channel *sb_channel_at(size_t i);
+
+#endif

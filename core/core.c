@@ -1,0 +1,436 @@
+/*
+ * core.c: the daemon's life cycle.  Boots the model, the ACL and the
+ * channels from a loaded config; reloads it in place (nodes and ACL change
+ * in place, a channel restarts only if its own section changed, a config
+ * that fails leaves the running one untouched); stops everything.  Also the
+ * channel instance registry and the simplest notification path.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "acl.h"
+#include "channel.h"
+#include "conf.h"
+#include "core.h"
+#include "dialplan.h"
+#include "hal.h"
+#include "log.h"
+#include "loop.h"
+#include "node.h"
+#include "util.h"
+
+struct sb_core sb_core;
+
+static struct sb_channel **chans;
+static size_t nchans;
+/* Channels stopped from inside a callback are freed before the next sleep,
+ * when no callback of theirs is on the stack. */
+static struct sb_channel **graveyard;
+static size_t ngraveyard;
+
+static sb_route_fn *router;
+static void *router_ud;
+
+/* ---- channel instances ---- */
+
+struct sb_channel *
+sb_channel_find(const char *name)
+{
+	for (size_t i = 0; i < nchans; i++)
+		if (strcmp(chans[i]->name, name) == 0)
+			return chans[i];
+	return NULL;
+}
+
+size_t
+sb_channel_count(void)
+{
+	return nchans;
+}
+
+struct sb_channel *
+sb_channel_at(size_t i)
+{
+	return i < nchans ? chans[i] : NULL;
+}
+
+static struct sb_channel *
+channel_open(const struct sb_channel_driver *d, const char *name, const char *context,
+             const char *group_context, const char *fingerprint,
+             const config_setting_t *setting, char *err, size_t errlen)
+{
+	struct sb_channel *ch = sb_calloc(1, sizeof(*ch));
+	char msg[256] = "";
+
+	ch->drv = d;
+	ch->name = sb_strdup(name);
+	ch->context = sb_strdup(context);
+	ch->group_context = sb_strdup(group_context);
+	ch->fingerprint = sb_strdup(fingerprint);
+	if (d->abi != SB_CHANNEL_ABI) {
+		snprintf(err, errlen, "channel %s: driver %s has ABI %u, core has %u",
+		    name, d->name, d->abi, SB_CHANNEL_ABI);
+		goto fail;
+	}
+	if (d->open(ch, setting, msg, sizeof(msg)) < 0) {
+		char where[256] = "";
+
+		if (setting)
+			sb_conf_where(setting, where, sizeof(where));
+		snprintf(err, errlen, "%s%schannel %s: %s", where, *where ? ": " : "",
+		    name, msg);
+		goto fail;
+	}
+	return ch;
+fail:
+	free(ch->name);
+	free(ch->context);
+	free(ch->group_context);
+	free(ch->fingerprint);
+	free(ch);
+	return NULL;
+}
+
+static void
+channel_free(struct sb_channel *ch)
+{
+	ch->drv->close(ch);
+	free(ch->name);
+	free(ch->context);
+	free(ch->group_context);
+	free(ch->fingerprint);
+	free(ch);
+}
+
+static void
+channel_retire(struct sb_channel *ch)
+{
+	if (ch->started) {
+		ch->drv->stop(ch);
+		ch->started = 0;
+	}
+	graveyard = sb_realloc(graveyard, (ngraveyard + 1) * sizeof(*graveyard));
+	graveyard[ngraveyard++] = ch;
+}
+
+static void
+bury(struct sb_loop *loop, void *ud)
+{
+	(void)loop;
+	(void)ud;
+	for (size_t i = 0; i < ngraveyard; i++)
+		channel_free(graveyard[i]);
+	ngraveyard = 0;
+}
+
+static int
+channel_start(struct sb_channel *ch)
+{
+	if (ch->drv->start(ch) < 0) {
+		sb_warnx("channel %s (%s) did not start", ch->name, ch->drv->name);
+		return -1;
+	}
+	ch->started = 1;
+	sb_info("channel %s (%s) started", ch->name, ch->drv->name);
+	return 0;
+}
+
+/*
+ * Open the channels a config asks for, without starting them: open() only
+ * parses, so a bad section fails here before anything running is touched.
+ * The console is always there, even if the config names none.
+ */
+static struct sb_channel **
+channels_open(const struct sb_config *conf, size_t *np, char *err, size_t errlen)
+{
+	struct sb_channel **v = sb_calloc(conf->nchannels + 2, sizeof(*v));
+	size_t n = 0;
+	int have_console = 0;
+
+	for (size_t i = 0; i < conf->nchannels; i++)
+		have_console |= conf->channels[i].driver == &sb_chan_console;
+	if (!have_console && (v[n] = sb_channel_find("console")) != NULL &&
+	    v[n]->drv == &sb_chan_console && strcmp(v[n]->fingerprint, "") == 0) {
+		n++;		/* the implicit console keeps running */
+	} else if (!have_console) {
+		v[n] = channel_open(&sb_chan_console, "console", conf->default_context,
+		    conf->default_context, "", NULL, err, errlen);
+		if (v[n] == NULL)
+			goto fail;
+		n++;
+	}
+	for (size_t i = 0; i < conf->nchannels; i++) {
+		const struct sb_chan_conf *cc = &conf->channels[i];
+		struct sb_channel *old = sb_channel_find(cc->name);
+
+		if (old && old->drv == cc->driver &&
+		    strcmp(old->fingerprint, cc->fingerprint) == 0) {
+			v[n++] = old;	/* unchanged: keeps running */
+			continue;
+		}
+		v[n] = channel_open(cc->driver, cc->name, cc->context, cc->group_context,
+		    cc->fingerprint, cc->setting, err, errlen);
+		if (v[n] == NULL)
+			goto fail;
+		n++;
+	}
+	*np = n;
+	return v;
+fail:
+	for (size_t i = 0; i < n; i++)
+		if (!sb_channel_find(v[i]->name) || sb_channel_find(v[i]->name) != v[i])
+			channel_free(v[i]);
+	free(v);
+	return NULL;
+}
+
+/* Swap in a new channel list: retire the channels not in it, start the
+ * new ones. */
+static void
+channels_commit(struct sb_channel **v, size_t n)
+{
+	for (size_t i = 0; i < nchans; i++) {
+		int kept = 0;
+
+		for (size_t j = 0; j < n && !kept; j++)
+			kept = v[j] == chans[i];
+		if (!kept) {
+			sb_info("channel %s stopped", chans[i]->name);
+			channel_retire(chans[i]);
+		}
+	}
+	free(chans);
+	chans = v;
+	nchans = n;
+	for (size_t i = 0; i < nchans; i++)
+		if (!chans[i]->started)
+			channel_start(chans[i]);
+}
+
+/* ---- state changes to events ---- */
+
+static void
+on_state(struct sb_node *n, enum sb_state old, void *ud)
+{
+	const char *sev;
+	char text[512];
+
+	(void)ud;
+	switch (n->state) {
+	case SB_ST_CRITICAL:
+	case SB_ST_DOWN:
+		sev = "critical";
+		break;
+	case SB_ST_WARNING:
+		sev = "warning";
+		break;
+	default:
+		sev = "info";
+		break;
+	}
+	snprintf(text, sizeof(text), "%s: %s -> %s: %s", n->name, sb_state_name(old),
+	    sb_state_name(n->state), n->reason);
+	sb_core_event("state", n->name, sev, text);
+}
+
+void
+sb_core_set_router(sb_route_fn *fn, void *ud)
+{
+	router = fn;
+	router_ud = ud;
+}
+
+void
+sb_core_event(const char *source, const char *node, const char *severity,
+              const char *text)
+{
+	if (router) {
+		router(source, node, severity, text, router_ud);
+		return;
+	}
+	sb_deliver("console", text);
+}
+
+int
+sb_deliver(const char *dest, const char *text)
+{
+	const char *colon = strchr(dest, ':');
+	size_t len = colon ? (size_t)(colon - dest) : strlen(dest);
+	char name[64];
+	struct sb_channel *ch;
+
+	if (len >= sizeof(name)) {
+		sb_warnx("bad destination \"%s\"", dest);
+		return -1;
+	}
+	memcpy(name, dest, len);
+	name[len] = '\0';
+	if ((ch = sb_channel_find(name)) == NULL) {
+		/* Also accept a driver name: "xmpp:..." when one xmpp channel. */
+		for (size_t i = 0; i < nchans && !ch; i++)
+			if (strcmp(chans[i]->drv->name, name) == 0)
+				ch = chans[i];
+	}
+	if (ch == NULL || !ch->started || ch->drv->send == NULL) {
+		sb_debug("no channel up for destination \"%s\"", dest);
+		return -1;
+	}
+	return ch->drv->send(ch, colon && colon[1] ? colon + 1 : NULL, text);
+}
+
+/* ---- life cycle ---- */
+
+static int
+make_state_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: cannot create state folder: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a folder", dir);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+apply_daemon(const struct sb_config *conf)
+{
+	sb_core.socket = sb_core.socket_override ? sb_core.socket_override : conf->socket;
+	sb_core.state_dir = sb_core.state_override ? sb_core.state_override : conf->state_dir;
+	if (sb_log_get_level() != SB_LOG_DEBUG || conf->log_level == SB_LOG_DEBUG)
+		sb_log_set_level(conf->log_level);
+}
+
+int
+sb_core_start(struct sb_config *conf, char *err, size_t errlen)
+{
+	struct sb_channel **v;
+	size_t n;
+
+	sb_core.conf = conf;
+	apply_daemon(conf);
+	if (make_state_dir(sb_core.state_dir, err, errlen) < 0)
+		return -1;
+	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+		return -1;
+	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
+		return -1;
+	sb_node_observe(on_state, NULL);
+	sb_loop_add_before_sleep(sb_core.loop, bury, NULL);
+	if (sb_dialplan_start(err, errlen) < 0)
+		return -1;
+	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
+		return -1;
+	channels_commit(v, n);
+	/* Without its control socket the daemon cannot be driven: fatal. */
+	for (size_t i = 0; i < nchans; i++)
+		if (chans[i]->drv == &sb_chan_console && !chans[i]->started) {
+			snprintf(err, errlen, "the console channel could not start");
+			return -1;
+		}
+	sb_notice("switchboard started: %zu nodes, %zu channels", sb_node_count(), nchans);
+	return 0;
+}
+
+int
+sb_core_reload(char *err, size_t errlen)
+{
+	struct sb_config *conf, *old = sb_core.conf;
+	struct sb_channel **v;
+	size_t n;
+
+	if ((conf = sb_conf_load(sb_core.conf_path, err, errlen)) == NULL)
+		goto fail;
+	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+		goto fail_conf;
+	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
+		goto fail_acl;
+	if ((v = channels_open(conf, &n, err, errlen)) == NULL) {
+		char ignore[256];
+
+		sb_nodes_apply(old->nodes, old->nnodes, ignore, sizeof(ignore));
+		goto fail_acl;
+	}
+	channels_commit(v, n);
+	sb_core.conf = conf;
+	apply_daemon(conf);
+	sb_conf_free(old);
+	if (sb_dialplan_reload(err, errlen) < 0)
+		sb_warnx("config reloaded, but the dialplan kept its old scripts: %s", err);
+	sb_notice("configuration reloaded: %zu nodes, %zu channels", sb_node_count(), nchans);
+	return 0;
+fail_acl:
+	{
+		char ignore[256];
+
+		sb_acl_apply(old->path, old->acl, old->nacl, old->roles, old->nroles, ignore, sizeof(ignore));
+	}
+fail_conf:
+	sb_conf_free(conf);
+fail:
+	sb_warnx("reload failed, the running configuration stays: %s", err);
+	return -1;
+}
+
+void
+sb_core_stop(void)
+{
+	sb_core.stopping = 1;
+	sb_loop_stop(sb_core.loop);
+}
+
+void
+sb_core_shutdown(void)
+{
+	for (size_t i = nchans; i-- > 0;)
+		channel_retire(chans[i]);
+	free(chans);
+	chans = NULL;
+	nchans = 0;
+	bury(NULL, NULL);
+	free(graveyard);
+	graveyard = NULL;
+	sb_dialplan_stop();
+	sb_nodes_clear();
+	sb_acl_clear();
+	sb_conf_free(sb_core.conf);
+	sb_core.conf = NULL;
+}
+
+int
+sb_core_check(const struct sb_config *conf, char *err, size_t errlen)
+{
+	struct sb_channel **v;
+	size_t n;
+
+	/* Everything a start would parse, without starting anything. */
+	for (size_t i = 0; i < conf->nnodes; i++) {
+		const struct sb_node_conf *c = &conf->nodes[i];
+		char msg[256] = "", where[256];
+		struct sb_hal *h = sb_hal_open(c->backend, c->name, c->hal, msg, sizeof(msg));
+
+		if (h == NULL) {
+			sb_conf_where(c->hal, where, sizeof(where));
+			snprintf(err, errlen, "%s: node %s: %s", where, c->name, msg);
+			return -1;
+		}
+		sb_hal_close(h);
+	}
+	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+		return -1;
+	sb_acl_clear();
+	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		channel_free(v[i]);
+	free(v);
+	return 0;
+}

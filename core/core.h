@@ -1,0 +1,50 @@
+/*
+ * core.h: the daemon's process-wide state and its life cycle: boot, reload,
+ * stop.  The core is single-threaded; everything here runs on the loop.
+ */
+#ifndef SB_CORE_H
+#define SB_CORE_H
+
+#include <stddef.h>
+
+struct sb_config;
+struct sb_loop;
+
+struct sb_core {
+	struct sb_loop *loop;
+	struct sb_config *conf;
+	const char *conf_path;
+	const char *socket_override;	/* -s */
+	const char *state_override;	/* -d */
+	const char *socket;		/* in effect */
+	const char *state_dir;		/* in effect */
+	int     foreground;
+	int     stopping;
+};
+
+extern struct sb_core sb_core;
+
+/* Boot with a loaded config (taken): nodes, ACL, channels, dialplan. */
+int  sb_core_start(struct sb_config *, char *err, size_t errlen);
+/* Check what a start would parse (HAL and channel sections, roles)
+ * without starting anything. */
+int  sb_core_check(const struct sb_config *, char *err, size_t errlen);
+/* Re-read the config file; the running one stays if the new one fails. */
+int  sb_core_reload(char *err, size_t errlen);
+void sb_core_stop(void);		/* ask the loop to stop */
+void sb_core_shutdown(void);		/* stop channels, free everything */
+
+/*
+ * Notifications (the router arrives with the dialplan): deliver text to a
+ * destination "channel:address" ("xmpp:oncall@example.org", "console").
+ */
+int  sb_deliver(const char *dest, const char *text);
+/* Hook the dialplan uses to route events; NULL: state changes go to every
+ * channel's default audience (the console log). */
+typedef void sb_route_fn(const char *source, const char *node, const char *severity,
+                         const char *text, void *ud);
+void sb_core_set_router(sb_route_fn *, void *ud);
+void sb_core_event(const char *source, const char *node, const char *severity,
+                   const char *text);
+
+#endif

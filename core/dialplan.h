@@ -1,0 +1,16 @@
+/*
+ * dialplan.h: the Lua dialplan: commands, status policy, routes and timers
+ * written in scripts.  Loaded at boot, swapped atomically on reload.
+ */
+#ifndef SB_DIALPLAN_H
+#define SB_DIALPLAN_H
+
+#include <stddef.h>
+
+/* Load the scripts named by the config; 0 or -1 with err. */
+int  sb_dialplan_start(char *err, size_t errlen);
+/* Load into a fresh state; replace the old one only if all went well. */
+int  sb_dialplan_reload(char *err, size_t errlen);
+void sb_dialplan_stop(void);
+
+#endif

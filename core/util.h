@@ -1,0 +1,42 @@
+/*
+ * util.h: small helpers shared by every layer: checked allocation, string
+ * building, globbing.  No policy lives here.
+ */
+#ifndef SB_UTIL_H
+#define SB_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define SB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation that never returns NULL: out of memory is fatal. */
+void *sb_malloc(size_t);
+void *sb_calloc(size_t, size_t);
+void *sb_realloc(void *, size_t);
+char *sb_strdup(const char *);			/* NULL stays NULL */
+char *sb_strndup(const char *, size_t);
+char *sb_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *sb_vasprintf(const char *fmt, va_list);
+
+/* A growable string buffer; buf is always NUL-terminated once used. */
+struct sb_buf {
+	char   *buf;
+	size_t  len, cap;
+};
+void sb_buf_add(struct sb_buf *, const char *, size_t);
+void sb_buf_puts(struct sb_buf *, const char *);
+void sb_buf_printf(struct sb_buf *, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *sb_buf_steal(struct sb_buf *);	/* caller takes the string; buf reset */
+void sb_buf_free(struct sb_buf *);
+
+/* fnmatch-style glob ('*', '?', '[...]'), case-sensitive. */
+int sb_glob(const char *pattern, const char *s);
+/* Bounded copy that always terminates; returns strlen(src). */
+size_t sb_strlcpy(char *dst, const char *src, size_t size);
+/* Format seconds as "3d4h", "5m12s", "42s". */
+void sb_fmt_duration(char *out, size_t size, long long seconds);
+/* Replace every control character but tab with a space, in place. */
+void sb_sanitize_line(char *);
+
+#endif
