@@ -161,6 +161,9 @@ client_line(struct client *c, char *line)
 	client_write(c, prefix, "");
 	snprintf(conv, sizeof(conv), "%lu/%s", c->id, tag);
 	m = sb_msg_new(con->ch->name, c->identity, conv, line + taglen + 1);
+	/* Every connection of the local admin is one conversation, so a code
+	 * from one "-x" is confirmed by the next. */
+	sb_msg_set_session(m, "local");
 	sb_dispatch(m);
 }
 

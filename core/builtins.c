@@ -13,6 +13,7 @@
 #include "channel.h"
 #include "conf.h"
 #include "core.h"
+#include "dialplan.h"
 #include "dispatch.h"
 #include "hal.h"
 #include "node.h"
@@ -116,6 +117,19 @@ core_version(struct sb_cmd *cmd, int argc, char **argv)
 	sb_cmd_done(cmd, 1, "switchboard " VERSION_STRING);
 }
 
+static void
+dialplan_reload(struct sb_cmd *cmd, int argc, char **argv)
+{
+	char err[1024];
+
+	(void)argc;
+	(void)argv;
+	if (sb_dialplan_reload(err, sizeof(err)) < 0)
+		sb_cmd_donef(cmd, 0, "dialplan reload failed, the old dialplan stays: %s", err);
+	else
+		sb_cmd_donef(cmd, 1, "dialplan reloaded (%zu script files)", sb_dialplan_files());
+}
+
 /* "sim VERB NODE ARGS...": hand VERB ARGS to the node's backend. */
 static void
 sim(struct sb_cmd *cmd, int argc, char **argv)
@@ -159,6 +173,9 @@ static const struct sb_builtin builtins[] = {
 	{ "core reload", "core reload", "re-read the configuration (as SIGHUP does)",
 	  SB_LEVEL_ADMIN, core_reload },
 	{ "core stop", "core stop", "stop the daemon", SB_LEVEL_ADMIN, core_stop },
+	{ "dialplan reload", "dialplan reload",
+	  "load the scripts again; on any error the running dialplan stays",
+	  SB_LEVEL_ADMIN, dialplan_reload },
 	{ "sim", "sim set|power|fail|show NODE ...",
 	  "change a simulated node: sensor values, power, failure", SB_LEVEL_ADMIN, sim },
 };

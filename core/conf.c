@@ -276,6 +276,18 @@ static void check_group(struct check *, const config_setting_t *,
                         const struct sb_conf_key *, const struct sb_conf_key *,
                         const char *what);
 
+static const struct sb_conf_key *
+driver_keys(const config_setting_t *e)
+{
+	const char *name;
+	const struct sb_channel_driver *d;
+
+	if (config_setting_lookup_string(e, "driver", &name) != CONFIG_TRUE ||
+	    (d = sb_channel_driver_find(name)) == NULL)
+		return NULL;
+	return d->keys;
+}
+
 static int
 type_ok(const config_setting_t *s, enum sb_conf_type t)
 {
@@ -327,7 +339,9 @@ check_value(struct check *c, const config_setting_t *s, const struct sb_conf_key
 				fail(c, e, "each entry of '%s' must be a group { ... }", name);
 				return;
 			}
-			check_group(c, e, k->sub, NULL, name);
+			/* A channel's section also takes its driver's keys. */
+			check_group(c, e, k->sub, k->sub == channel_keys ?
+			    driver_keys(e) : NULL, name);
 		}
 	} else if (k->type == SB_CT_DRIVER) {
 		/* A HAL group: its backend names the extra keys it takes. */

@@ -57,6 +57,30 @@ sb_channel_at(size_t i)
 	return i < nchans ? chans[i] : NULL;
 }
 
+int
+sb_channel_register(struct sb_channel *ch)
+{
+	if (sb_channel_find(ch->name) != NULL)
+		return -1;
+	chans = sb_realloc(chans, (nchans + 1) * sizeof(*chans));
+	chans[nchans++] = ch;
+	return 0;
+}
+
+void
+sb_channel_unregister(struct sb_channel *ch)
+{
+	for (size_t i = 0; i < nchans; i++)
+		if (chans[i] == ch) {
+			memmove(&chans[i], &chans[i + 1], (nchans - i - 1) * sizeof(*chans));
+			if (--nchans == 0) {
+				free(chans);
+				chans = NULL;
+			}
+			return;
+		}
+}
+
 static struct sb_channel *
 channel_open(const struct sb_channel_driver *d, const char *name, const char *context,
              const char *group_context, const char *fingerprint,

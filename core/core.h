@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+struct sb_channel;
 struct sb_config;
 struct sb_loop;
 
@@ -33,6 +34,16 @@ int  sb_core_check(const struct sb_config *, char *err, size_t errlen);
 int  sb_core_reload(char *err, size_t errlen);
 void sb_core_stop(void);		/* ask the loop to stop */
 void sb_core_shutdown(void);		/* stop channels, free everything */
+
+/*
+ * For tests and embedding: put a channel instance (borrowed) into the
+ * registry sb_channel_find() searches, or take it out.  The core does not
+ * own, start, stop or free a registered channel; unregister it before
+ * sb_core_start(), sb_core_reload() or sb_core_shutdown().  Register
+ * returns -1 if the name is taken.
+ */
+int  sb_channel_register(struct sb_channel *);
+void sb_channel_unregister(struct sb_channel *);
 
 /*
  * Notifications (the router arrives with the dialplan): deliver text to a

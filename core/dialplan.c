@@ -1,26 +1,1126 @@
 /*
- * dialplan.c: placeholder until the Lua dialplan lands; the built-in
- * admin commands serve meanwhile.
+ * dialplan.c: the Lua dialplan's C half.
+ *
+ * A dialplan instance is one sandbox (script.c) holding the prelude
+ * (prelude.lua: registration, matching, roles, confirmation, routes) and the
+ * operator's scripts.  This file loads the scripts, swaps instances
+ * atomically on reload, runs every command and timer in a coroutine of its
+ * own, and gives the prelude its primitives: node snapshots, HAL requests
+ * (which yield until the backend answers), replies, delivery, timers.
+ *
+ * It does not decide what a command means, what is healthy or who is told:
+ * scripts do.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "acl.h"
+#include "channel.h"
+#include "conf.h"
+#include "core.h"
 #include "dialplan.h"
+#include "dispatch.h"
+#include "hal.h"
+#include "log.h"
+#include "loop.h"
+#include "msg.h"
+#include "node.h"
+#include "script.h"
+#include "util.h"
+
+#define MAX_SCRIPT (1u << 20)	/* bytes in one script file */
+#define MAX_FILES  256
+
+extern const char sb_prelude[];	/* build/gen/prelude.c */
+
+struct dtimer;
+
+struct dp {
+	unsigned refs;
+	int     retired;
+	struct sb_lua *lua;
+	int     ref_dispatch, ref_policy, ref_route, ref_begin;
+	int     ref_runs;		/* registry: thread -> run */
+	struct dtimer *timers;
+	long    next_timer_id;
+	char    last_policy_err[256];
+	size_t  nfiles;
+};
+
+struct dtimer {
+	struct dtimer *next;
+	struct dp *dp;
+	long    id;
+	int     fn_ref;
+	long    ms;
+	int     repeat;
+	struct sb_timer *t;
+	int     busy;		/* its previous run has not finished */
+};
+
+/* A command or timer in its coroutine, possibly waiting for the HAL. */
+struct run {
+	struct run *next, *prev;
+	struct dp *dp;
+	lua_State *co;
+	int     co_ref;
+	struct sb_cmd *cmd;	/* NULL for a timer */
+	struct dtimer *timer;
+	/* the HAL request being waited for */
+	int     waiting;
+	enum sb_hal_op op;
+	struct sb_node *node;
+	int     status;
+	char   *error;
+	struct sb_readings *readings;
+	enum sb_power power;
+	char   *message;
+	struct sb_hal_event *events;
+	size_t  nevents;
+	struct sb_inventory inv;
+	struct sb_timer *resume;
+};
+
+static struct dp *cur;
+static struct run *runs;
+static int dp_key;		/* address used as a registry key */
+
+static void dp_unref(struct dp *);
+static void resume_run(struct run *, int nargs);
+
+/* ---- helpers ---- */
+
+static struct dp *
+dp_of(lua_State *L)
+{
+	struct dp *dp;
+
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &dp_key);
+	dp = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return dp;
+}
+
+static struct run *
+run_of(lua_State *L)
+{
+	struct dp *dp = dp_of(L);
+	struct run *r;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_runs);
+	lua_pushthread(L);
+	lua_rawget(L, -2);
+	r = lua_touserdata(L, -1);
+	lua_pop(L, 2);
+	return r;
+}
+
+static void
+push_strings(lua_State *L, char **v, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, v[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+static void
+setfield_num(lua_State *L, const char *k, double v)
+{
+	if (isnan(v))
+		return;
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void
+push_node(lua_State *L, const struct sb_node *n)
+{
+	lua_createtable(L, 0, 10);
+	lua_pushstring(L, n->name);
+	lua_setfield(L, -2, "name");
+	lua_pushstring(L, sb_state_name(n->state));
+	lua_setfield(L, -2, "state");
+	lua_pushstring(L, n->reason);
+	lua_setfield(L, -2, "reason");
+	lua_pushinteger(L, (lua_Integer)n->since);
+	lua_setfield(L, -2, "since");
+	lua_pushinteger(L, (lua_Integer)n->last_poll);
+	lua_setfield(L, -2, "last_poll");
+	lua_pushstring(L, n->hal->be->name);
+	lua_setfield(L, -2, "backend");
+	lua_pushnumber(L, n->poll_interval);
+	lua_setfield(L, -2, "poll_interval");
+	push_strings(L, n->groups, n->ngroups);
+	lua_setfield(L, -2, "groups");
+}
+
+static void
+push_sensor(lua_State *L, const struct sb_sensor *s)
+{
+	lua_createtable(L, 0, 10);
+	lua_pushstring(L, s->name);
+	lua_setfield(L, -2, "name");
+	lua_pushstring(L, sb_sensor_kind_name(s->kind));
+	lua_setfield(L, -2, "kind");
+	lua_pushstring(L, s->unit);
+	lua_setfield(L, -2, "unit");
+	if (s->has_value)
+		setfield_num(L, "value", s->value);
+	lua_pushstring(L, sb_sensor_state_name(s->state));
+	lua_setfield(L, -2, "state");
+	setfield_num(L, "low_critical", s->low_crit);
+	setfield_num(L, "low_warning", s->low_warn);
+	setfield_num(L, "high_warning", s->high_warn);
+	setfield_num(L, "high_critical", s->high_crit);
+}
+
+static void
+push_readings(lua_State *L, const struct sb_readings *r)
+{
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, sb_power_name(r->power));
+	lua_setfield(L, -2, "power");
+	lua_pushinteger(L, (lua_Integer)r->taken);
+	lua_setfield(L, -2, "taken");
+	lua_createtable(L, (int)r->nsensors, 0);
+	for (size_t i = 0; i < r->nsensors; i++) {
+		push_sensor(L, &r->sensors[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "sensors");
+}
+
+/* ---- primitives for the prelude (the table __sb) ---- */
+
+static int
+l_level(lua_State *L)
+{
+	lua_pushinteger(L, sb_acl_level(luaL_checkstring(L, 1)));
+	return 1;
+}
+
+/* A node argument: a name, a glob, "group:NAME" or "all"; a list of names
+ * or nil if nothing matches. */
+static int
+l_resolve(lua_State *L)
+{
+	const char *tok = luaL_checkstring(L, 1);
+	int glob = strpbrk(tok, "*?[") != NULL, n = 0;
+	const char *group = strncmp(tok, "group:", 6) == 0 ? tok + 6 : NULL;
+
+	lua_newtable(L);
+	for (size_t i = 0; i < sb_node_count(); i++) {
+		struct sb_node *node = sb_node_at(i);
+		int hit;
+
+		if (group)
+			hit = sb_node_in_group(node, group);
+		else if (strcmp(tok, "all") == 0)
+			hit = 1;
+		else if (glob)
+			hit = sb_glob(tok, node->name);
+		else
+			hit = strcmp(tok, node->name) == 0;
+		if (hit) {
+			lua_pushstring(L, node->name);
+			lua_rawseti(L, -2, ++n);
+		}
+	}
+	if (n == 0)
+		lua_pushnil(L);
+	return 1;
+}
+
+static int
+l_nodes(lua_State *L)
+{
+	lua_createtable(L, (int)sb_node_count(), 0);
+	for (size_t i = 0; i < sb_node_count(); i++) {
+		push_node(L, sb_node_at(i));
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static int
+l_node(lua_State *L)
+{
+	struct sb_node *n = sb_node_find(luaL_checkstring(L, 1));
+
+	if (n == NULL)
+		lua_pushnil(L);
+	else
+		push_node(L, n);
+	return 1;
+}
+
+static int
+l_in_group(lua_State *L)
+{
+	struct sb_node *n = sb_node_find(luaL_checkstring(L, 1));
+
+	lua_pushboolean(L, n && sb_node_in_group(n, luaL_checkstring(L, 2)));
+	return 1;
+}
+
+static int
+l_glob(lua_State *L)
+{
+	lua_pushboolean(L, sb_glob(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+	return 1;
+}
+
+static int
+l_reply(lua_State *L)
+{
+	struct run *r = run_of(L);
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+
+	if (r == NULL || r->cmd == NULL)
+		return luaL_error(L, "reply() works only while a command runs");
+	sb_cmd_reply(r->cmd, text);
+	return 0;
+}
+
+static int
+l_deliver(lua_State *L)
+{
+	lua_pushboolean(L, sb_deliver(luaL_checkstring(L, 1), luaL_checkstring(L, 2)) == 0);
+	return 1;
+}
+
+static int
+l_log(lua_State *L)
+{
+	const char *lvl = luaL_checkstring(L, 1);
+	const char *text = luaL_checkstring(L, 2);
+	int l = sb_log_level_parse(lvl);
+
+	sb_log(l < 0 ? SB_LOG_INFO : (enum sb_log_level)l, "script: %s", text);
+	return 0;
+}
+
+static int
+l_random_code(lua_State *L)
+{
+	/* Base32 without 0/1/I/O, so codes read back unambiguously. */
+	static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+	unsigned char raw[6];
+	char code[7];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return luaL_error(L, "no randomness available");
+	for (size_t i = 0; i < sizeof(raw); i++)
+		code[i] = alphabet[raw[i] & 31];
+	code[6] = '\0';
+	lua_pushstring(L, code);
+	return 1;
+}
+
+static int
+l_builtins(lua_State *L)
+{
+	lua_newtable(L);
+	for (size_t i = 0; i < sb_builtin_count(); i++) {
+		const struct sb_builtin *b = sb_builtin_at(i);
+
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, b->usage);
+		lua_setfield(L, -2, "pattern");
+		lua_pushstring(L, b->help);
+		lua_setfield(L, -2, "help");
+		lua_pushinteger(L, b->level);
+		lua_setfield(L, -2, "level");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static int
+l_hooks(lua_State *L)
+{
+	struct dp *dp = dp_of(L);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "dispatch");
+	dp->ref_dispatch = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "policy");
+	dp->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "route");
+	dp->ref_route = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "begin_file");
+	dp->ref_begin = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
+/* ---- HAL requests from scripts: yield until the backend answers ---- */
+
+static void
+answer_clear(struct run *r)
+{
+	free(r->error);
+	free(r->message);
+	free(r->events);
+	sb_readings_free(r->readings);
+	r->error = r->message = NULL;
+	r->events = NULL;
+	r->readings = NULL;
+	r->nevents = 0;
+}
+
+static long
+resume_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
+{
+	struct run *r = ud;
+	lua_State *co = r->co;
+	int nres = 2;
+
+	(void)loop;
+	(void)t;
+	r->resume = NULL;
+	r->waiting = 0;
+	lua_checkstack(co, 4);
+	if (r->status < 0) {
+		lua_pushnil(co);
+		lua_pushstring(co, r->error ? r->error : "hardware request failed");
+	} else {
+		switch (r->op) {
+		case SB_HAL_READ:
+			push_readings(co, r->readings);
+			break;
+		case SB_HAL_POWER_ACT:
+			lua_pushstring(co, r->message ? r->message : sb_power_name(r->power));
+			break;
+		case SB_HAL_EVENTS_GET:
+			lua_createtable(co, (int)r->nevents, 0);
+			for (size_t i = 0; i < r->nevents; i++) {
+				lua_createtable(co, 0, 3);
+				lua_pushinteger(co, (lua_Integer)r->events[i].when);
+				lua_setfield(co, -2, "time");
+				lua_pushstring(co, sb_event_severity_name(r->events[i].severity));
+				lua_setfield(co, -2, "severity");
+				lua_pushstring(co, r->events[i].text);
+				lua_setfield(co, -2, "text");
+				lua_rawseti(co, -2, (lua_Integer)i + 1);
+			}
+			break;
+		case SB_HAL_INVENTORY_GET:
+			lua_createtable(co, 0, 4);
+			lua_pushstring(co, r->inv.vendor);
+			lua_setfield(co, -2, "vendor");
+			lua_pushstring(co, r->inv.model);
+			lua_setfield(co, -2, "model");
+			lua_pushstring(co, r->inv.serial);
+			lua_setfield(co, -2, "serial");
+			lua_pushstring(co, r->inv.firmware);
+			lua_setfield(co, -2, "firmware");
+			break;
+		}
+		lua_pushstring(co, sb_power_name(r->power));
+	}
+	answer_clear(r);
+	resume_run(r, nres);
+	return SB_TIMER_STOP;
+}
+
+static void
+hal_done(struct sb_hal *hal, const struct sb_hal_result *res, void *ud)
+{
+	struct run *r = ud;
+
+	(void)hal;
+	r->status = res->status;
+	r->error = sb_strdup(res->error);
+	r->power = res->power;
+	r->message = sb_strdup(res->message);
+	if (res->readings)
+		r->readings = sb_readings_dup(res->readings);
+	if (res->nevents) {
+		r->events = sb_calloc(res->nevents, sizeof(*r->events));
+		memcpy(r->events, res->events, res->nevents * sizeof(*r->events));
+		r->nevents = res->nevents;
+	}
+	if (res->inventory)
+		r->inv = *res->inventory;
+	sb_node_unref(r->node);
+	r->node = NULL;
+	/* Resume from the loop, not from inside the backend: the backend may
+	 * answer before request() returns, i.e. before the script yielded. */
+	r->resume = sb_loop_add_timer(sb_core.loop, 0, resume_timer, r);
+}
+
+static int
+l_hal(lua_State *L)
+{
+	struct run *r = run_of(L);
+	const char *name = luaL_checkstring(L, 1);
+	const char *op = luaL_checkstring(L, 2);
+	struct sb_hal_req req = { 0 };
+	struct sb_node *n;
+	int rc;
+
+	if (r == NULL)
+		return luaL_error(L, "hal.* works only in a command or a timer, "
+		    "not in a policy, a route or a coroutine of your own");
+	if ((n = sb_node_find(name)) == NULL) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "no node \"%s\"", name);
+		return 2;
+	}
+	if (strcmp(op, "read") == 0) {
+		req.op = SB_HAL_READ;
+	} else if (strcmp(op, "power") == 0) {
+		req.op = SB_HAL_POWER_ACT;
+		req.arg = luaL_optstring(L, 3, "status");
+	} else if (strcmp(op, "events") == 0) {
+		req.op = SB_HAL_EVENTS_GET;
+		req.count = (int)luaL_optinteger(L, 4, 10);
+		if (req.count < 1 || req.count > 1000)
+			return luaL_error(L, "hal.events: count must be 1 to 1000");
+	} else if (strcmp(op, "inventory") == 0) {
+		req.op = SB_HAL_INVENTORY_GET;
+	} else {
+		return luaL_error(L, "unknown hal operation \"%s\"", op);
+	}
+	r->op = req.op;
+	r->waiting = 1;
+	r->node = sb_node_ref(n);
+	if ((rc = sb_hal_request(n->hal, &req, hal_done, r)) < 0) {
+		r->waiting = 0;
+		sb_node_unref(r->node);
+		r->node = NULL;
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", name, rc == -ENOTSUP ?
+		    "this backend cannot do that" : strerror(-rc));
+		return 2;
+	}
+	return lua_yield(L, 0);
+}
+
+/* ---- timers ---- */
+
+static void run_function(struct dp *, int fn_ref, struct dtimer *);
+
+static long
+dtimer_fire(struct sb_loop *loop, struct sb_timer *t, void *ud)
+{
+	struct dtimer *dt = ud;
+	long next = dt->repeat ? dt->ms : SB_TIMER_STOP;
+
+	(void)loop;
+	(void)t;
+	if (dt->busy) {
+		sb_debug("dialplan timer %ld: previous run still busy; skipped", dt->id);
+		return next;
+	}
+	if (!dt->repeat)
+		dt->t = NULL;	/* stops after this run */
+	run_function(dt->dp, dt->fn_ref, dt);
+	return next;
+}
+
+static int
+l_timer(lua_State *L)
+{
+	struct dp *dp = dp_of(L);
+	double secs = luaL_checknumber(L, 1);
+	struct dtimer *dt;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (!(secs >= 0.01 && secs <= 86400 * 365))
+		return luaL_error(L, "timer period must be between 0.01 s and a year");
+	dt = sb_calloc(1, sizeof(*dt));
+	dt->dp = dp;
+	dt->id = ++dp->next_timer_id;
+	dt->ms = lround(secs * 1000);
+	dt->repeat = lua_toboolean(L, 3);
+	lua_pushvalue(L, 2);
+	dt->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	dt->t = sb_loop_add_timer(sb_core.loop, dt->ms, dtimer_fire, dt);
+	dt->next = dp->timers;
+	dp->timers = dt;
+	lua_pushinteger(L, dt->id);
+	return 1;
+}
+
+static int
+l_cancel(lua_State *L)
+{
+	struct dp *dp = dp_of(L);
+	lua_Integer id = luaL_checkinteger(L, 1);
+
+	for (struct dtimer *dt = dp->timers; dt; dt = dt->next)
+		if (dt->id == id && dt->t) {
+			sb_loop_del_timer(sb_core.loop, dt->t);
+			dt->t = NULL;
+			lua_pushboolean(L, 1);
+			return 1;
+		}
+	lua_pushboolean(L, 0);
+	return 1;
+}
+
+static void
+timers_stop(struct dp *dp)
+{
+	for (struct dtimer *dt = dp->timers; dt; dt = dt->next)
+		if (dt->t) {
+			sb_loop_del_timer(sb_core.loop, dt->t);
+			dt->t = NULL;
+		}
+}
+
+static void
+timers_free(struct dp *dp)
+{
+	struct dtimer *dt, *next;
+
+	timers_stop(dp);
+	for (dt = dp->timers; dt; dt = next) {
+		next = dt->next;
+		free(dt);
+	}
+	dp->timers = NULL;
+}
+
+/* ---- runs ---- */
+
+static struct run *
+run_new(struct dp *dp, struct sb_cmd *cmd)
+{
+	lua_State *L = sb_lua_state(dp->lua);
+	struct run *r = sb_calloc(1, sizeof(*r));
+
+	r->dp = dp;
+	dp->refs++;
+	r->cmd = cmd;
+	r->co = lua_newthread(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_runs);
+	lua_pushvalue(L, -2);
+	lua_pushlightuserdata(L, r);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);	/* pops the thread */
+	r->next = runs;
+	if (runs)
+		runs->prev = r;
+	runs = r;
+	return r;
+}
+
+static void
+run_free(struct run *r)
+{
+	lua_State *L = sb_lua_state(r->dp->lua);
+
+	if (r->resume)
+		sb_loop_del_timer(sb_core.loop, r->resume);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->dp->ref_runs);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->co_ref);
+	lua_pushnil(L);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+	if (r->timer)
+		r->timer->busy = 0;
+	if (r->node)
+		sb_node_unref(r->node);
+	answer_clear(r);
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		runs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	dp_unref(r->dp);
+	free(r);
+}
+
+static void
+run_finish(struct run *r, int ok, const char *text)
+{
+	if (r->cmd)
+		sb_cmd_done(r->cmd, ok, text);
+	run_free(r);
+}
+
+static void
+resume_run(struct run *r, int nargs)
+{
+	char err[1024];
+	int nres = 0, rc;
+
+	rc = sb_lua_resume(r->dp->lua, r->co, nargs, &nres, err, sizeof(err));
+	if (rc == LUA_YIELD) {
+		lua_pop(r->co, nres);
+		if (r->waiting)
+			return;	/* hal_done resumes it */
+		sb_warnx("script yielded outside a coroutine of its own; stopped");
+		run_finish(r, 0, "script error: coroutine.yield() outside a coroutine of its own");
+		return;
+	}
+	if (rc != LUA_OK) {
+		char *nl = strchr(err, '\n');
+
+		sb_warnx("script error%s%s: %s", r->cmd ? " in " : "",
+		    r->cmd ? r->cmd->line : "", err);
+		if (nl)
+			*nl = '\0';	/* the chat gets the first line */
+		run_finish(r, 0, err);
+		return;
+	}
+	if (r->cmd) {
+		/* dispatch returns ok, text */
+		int ok = nres >= 1 && lua_toboolean(r->co, -nres);
+		const char *text = nres >= 2 ? lua_tostring(r->co, -nres + 1) : NULL;
+		char *copy = sb_strdup(text);
+
+		lua_pop(r->co, nres);
+		run_finish(r, ok, copy);
+		free(copy);
+		return;
+	}
+	lua_pop(r->co, nres);
+	run_finish(r, 1, NULL);
+}
+
+static void
+run_function(struct dp *dp, int fn_ref, struct dtimer *dt)
+{
+	struct run *r = run_new(dp, NULL);
+
+	r->timer = dt;
+	if (dt)
+		dt->busy = 1;
+	lua_rawgeti(r->co, LUA_REGISTRYINDEX, fn_ref);
+	resume_run(r, 0);
+}
+
+/* ---- hooks the core calls ---- */
+
+static const char *
+channel_context(const struct sb_msg *m)
+{
+	struct sb_channel *ch = sb_channel_find(m->channel);
+
+	if (ch == NULL)
+		return "default";
+	return m->kind == SB_MSG_GROUP ? ch->group_context : ch->context;
+}
+
+static int
+dp_dispatch(struct sb_cmd *cmd, void *ud)
+{
+	struct run *r;
+	lua_State *co;
+
+	(void)ud;
+	if (cur == NULL)
+		return 0;
+	r = run_new(cur, cmd);
+	co = r->co;
+	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
+	lua_createtable(co, 0, 12);
+	push_strings(co, cmd->argv, (size_t)cmd->argc);
+	lua_setfield(co, -2, "argv");
+	lua_pushstring(co, cmd->line);
+	lua_setfield(co, -2, "text");
+	lua_pushstring(co, cmd->identity);
+	lua_setfield(co, -2, "identity");
+	lua_pushstring(co, cmd->role);
+	lua_setfield(co, -2, "role");
+	lua_pushinteger(co, cmd->level);
+	lua_setfield(co, -2, "level");
+	lua_pushstring(co, cmd->msg->channel);
+	lua_setfield(co, -2, "channel");
+	lua_pushstring(co, cmd->msg->kind == SB_MSG_GROUP ? "group" : "direct");
+	lua_setfield(co, -2, "kind");
+	lua_pushstring(co, channel_context(cmd->msg));
+	lua_setfield(co, -2, "context");
+	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
+	lua_setfield(co, -2, "session");
+	if (cmd->msg->node) {
+		lua_pushstring(co, cmd->msg->node);
+		lua_setfield(co, -2, "node");
+	}
+	resume_run(r, 1);
+	return 1;
+}
+
+static int
+dp_policy(struct sb_node *n, const struct sb_hal_result *res, enum sb_state *state,
+          char *reason, size_t len, void *ud)
+{
+	lua_State *L;
+	char err[1024];
+	const char *st, *why;
+	int s;
+
+	(void)ud;
+	if (cur == NULL)
+		return -1;
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_policy);
+	push_node(L, n);
+	if (res->status < 0) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, res->error ? res->error : "no answer");
+		lua_setfield(L, -2, "error");
+		lua_newtable(L);
+		lua_setfield(L, -2, "sensors");
+		lua_pushstring(L, "unknown");
+		lua_setfield(L, -2, "power");
+	} else {
+		push_readings(L, res->readings);
+	}
+	if (sb_lua_call(cur->lua, 2, 2, err, sizeof(err)) < 0) {
+		/* Log a failing policy once per distinct error, not every poll. */
+		if (strcmp(err, cur->last_policy_err) != 0) {
+			sb_warnx("status policy failed for %s (the built-in one applies): %s",
+			    n->name, err);
+			sb_strlcpy(cur->last_policy_err, err, sizeof(cur->last_policy_err));
+		}
+		return -1;
+	}
+	if (lua_isnil(L, -2)) {		/* no policy registered */
+		lua_pop(L, 2);
+		return -1;
+	}
+	st = lua_tostring(L, -2);
+	why = lua_tostring(L, -1);
+	s = st ? sb_state_parse(st) : -1;
+	if (s < 0) {
+		lua_pop(L, 2);
+		return -1;
+	}
+	*state = (enum sb_state)s;
+	snprintf(reason, len, "%s", why ? why : "");
+	lua_pop(L, 2);
+	return 0;
+}
+
+static void
+dp_route(const char *source, const char *node, const char *severity, const char *text,
+         void *ud)
+{
+	lua_State *L;
+	char err[1024];
+
+	(void)ud;
+	if (cur == NULL) {
+		sb_deliver("console", text);
+		return;
+	}
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_route);
+	lua_createtable(L, 0, 4);
+	lua_pushstring(L, source);
+	lua_setfield(L, -2, "source");
+	if (node) {
+		lua_pushstring(L, node);
+		lua_setfield(L, -2, "node");
+	}
+	lua_pushstring(L, severity);
+	lua_setfield(L, -2, "severity");
+	lua_pushstring(L, text);
+	lua_setfield(L, -2, "text");
+	if (sb_lua_call(cur->lua, 1, 0, err, sizeof(err)) < 0) {
+		sb_warnx("routing failed, event sent to the console: %s", err);
+		sb_deliver("console", text);
+	}
+}
+
+/* ---- loading ---- */
+
+static void
+dp_unref(struct dp *dp)
+{
+	if (dp == NULL || --dp->refs > 0)
+		return;
+	timers_free(dp);
+	sb_lua_free(dp->lua);
+	free(dp);
+}
+
+struct file {
+	char   *rel;	/* "power.lua", "commands/power.lua": the override key */
+	char   *path;
+};
+
+static int
+file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct file *)a)->rel, ((const struct file *)b)->rel);
+}
+
+static int
+has_lua_suffix(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 4 && strcmp(name + n - 4, ".lua") == 0 && name[0] != '.';
+}
+
+/* Add the .lua files in dir/sub (sub may be ""), unless an earlier folder
+ * had one of the same name. */
+static void
+scan(const char *dir, const char *sub, struct file **files, size_t *n, int depth)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, *sub ? "/" : "", sub);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL && *n < MAX_FILES) {
+		char rel[PATH_MAX], full[PATH_MAX * 2];
+		struct stat st;
+		int dup = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(rel, sizeof(rel), "%s%s%s", sub, *sub ? "/" : "", de->d_name);
+		snprintf(full, sizeof(full), "%s/%s", dir, rel);
+		if (stat(full, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth == 0) {
+			scan(dir, rel, files, n, 1);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || !has_lua_suffix(de->d_name))
+			continue;
+		for (size_t i = 0; i < *n && !dup; i++)
+			dup = strcmp((*files)[i].rel, rel) == 0;
+		if (dup)
+			continue;	/* overridden by an earlier folder */
+		*files = sb_realloc(*files, (*n + 1) * sizeof(**files));
+		(*files)[*n].rel = sb_strdup(rel);
+		(*files)[*n].path = sb_strdup(full);
+		(*n)++;
+	}
+	closedir(d);
+}
+
+static char *
+read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = sb_malloc(MAX_SCRIPT + 1);
+	*len = fread(buf, 1, MAX_SCRIPT + 1, f);
+	fclose(f);
+	if (*len > MAX_SCRIPT) {
+		snprintf(err, errlen, "%s: larger than %u bytes", path, MAX_SCRIPT);
+		free(buf);
+		return NULL;
+	}
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* Resolve a script folder named in the config relative to its folder. */
+static char *
+script_dir(const char *conf_path, const char *dir)
+{
+	char *copy, *slash, *res;
+
+	if (dir[0] == '/' || conf_path == NULL)
+		return sb_strdup(dir);
+	copy = sb_strdup(conf_path);
+	slash = strrchr(copy, '/');
+	res = slash ? (*slash = '\0', sb_asprintf("%s/%s", copy, dir)) : sb_strdup(dir);
+	free(copy);
+	/* "config/../scripts" reads better in messages as its real path. */
+	{
+		char real[PATH_MAX];
+
+		if (realpath(res, real)) {
+			free(res);
+			res = sb_strdup(real);
+		}
+	}
+	return res;
+}
+
+static struct dp *
+dp_load(const struct sb_config *conf, char *err, size_t errlen)
+{
+	struct sb_lua_limits lim = { 0 };
+	struct dp *dp = sb_calloc(1, sizeof(*dp));
+	struct file *files = NULL;
+	size_t nfiles = 0;
+	lua_State *L;
+	static const luaL_Reg prims[] = {
+		{ "level", l_level }, { "resolve", l_resolve }, { "nodes", l_nodes },
+		{ "node", l_node }, { "in_group", l_in_group }, { "glob", l_glob },
+		{ "reply", l_reply }, { "deliver", l_deliver }, { "log", l_log },
+		{ "random_code", l_random_code }, { "builtins", l_builtins },
+		{ "hooks", l_hooks }, { "hal", l_hal }, { "timer", l_timer },
+		{ "cancel", l_cancel }, { NULL, NULL },
+	};
+
+	dp->refs = 1;
+	dp->ref_dispatch = dp->ref_policy = dp->ref_route = dp->ref_begin = LUA_NOREF;
+	if ((dp->lua = sb_lua_new(&lim)) == NULL) {
+		snprintf(err, errlen, "cannot create a Lua state");
+		free(dp);
+		return NULL;
+	}
+	L = sb_lua_state(dp->lua);
+	lua_pushlightuserdata(L, dp);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &dp_key);
+	lua_newtable(L);
+	dp->ref_runs = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	/* The primitives go in the sandbox's globals as __sb; the prelude
+	 * takes them and removes the name. */
+	sb_lua_push_env(dp->lua);
+	luaL_newlib(L, prims);
+	lua_pushinteger(L, conf->confirm_timeout);
+	lua_setfield(L, -2, "confirm_timeout");
+	lua_pushstring(L, SB_VERSION);
+	lua_setfield(L, -2, "version");
+	lua_setfield(L, -2, "__sb");
+	lua_pop(L, 1);
+	if (sb_lua_dostring(dp->lua, "=prelude", sb_prelude, strlen(sb_prelude),
+	    err, errlen) < 0)
+		goto fail;
+	if (dp->ref_dispatch == LUA_NOREF) {
+		snprintf(err, errlen, "prelude registered no hooks");
+		goto fail;
+	}
+
+	for (size_t i = 0; i < conf->nscripts; i++) {
+		char *dir = script_dir(conf->path, conf->scripts[i]);
+
+		scan(dir, "", &files, &nfiles, 0);
+		free(dir);
+	}
+	qsort(files, nfiles, sizeof(*files), file_cmp);
+	for (size_t i = 0; i < nfiles; i++) {
+		char *chunk, *buf;
+		size_t len;
+		int rc;
+
+		if ((buf = read_file(files[i].path, &len, err, errlen)) == NULL)
+			goto fail_files;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_begin);
+		lua_pushstring(L, files[i].path);
+		if (sb_lua_call(dp->lua, 1, 0, err, errlen) < 0) {
+			free(buf);
+			goto fail_files;
+		}
+		chunk = sb_asprintf("@%s", files[i].path);
+		rc = sb_lua_dostring(dp->lua, chunk, buf, len, err, errlen);
+		free(chunk);
+		free(buf);
+		if (rc < 0)
+			goto fail_files;
+	}
+	dp->nfiles = nfiles;
+	for (size_t i = 0; i < nfiles; i++) {
+		free(files[i].rel);
+		free(files[i].path);
+	}
+	free(files);
+	return dp;
+fail_files:
+	for (size_t i = 0; i < nfiles; i++) {
+		free(files[i].rel);
+		free(files[i].path);
+	}
+	free(files);
+fail:
+	{
+		/* Keep the first line plus the traceback short for chat. */
+		char *tb = strstr(err, "\nstack traceback");
+
+		if (tb)
+			*tb = '\0';
+	}
+	dp_unref(dp);
+	return NULL;
+}
+
+static void
+dp_retire(struct dp *dp)
+{
+	if (dp == NULL)
+		return;
+	dp->retired = 1;
+	timers_stop(dp);
+	dp_unref(dp);
+}
 
 int
 sb_dialplan_start(char *err, size_t errlen)
 {
-	(void)err;
-	(void)errlen;
+	struct dp *dp = dp_load(sb_core.conf, err, errlen);
+
+	if (dp == NULL)
+		return -1;
+	cur = dp;
+	sb_dispatch_set_dialplan(dp_dispatch, NULL);
+	sb_node_set_policy(dp_policy, NULL);
+	sb_core_set_router(dp_route, NULL);
+	sb_info("dialplan loaded: %zu script files", dp->nfiles);
 	return 0;
 }
 
 int
 sb_dialplan_reload(char *err, size_t errlen)
 {
-	(void)err;
-	(void)errlen;
+	struct dp *dp = dp_load(sb_core.conf, err, errlen);
+
+	if (dp == NULL) {
+		sb_warnx("dialplan reload failed, the old dialplan stays: %s", err);
+		return -1;
+	}
+	dp_retire(cur);
+	cur = dp;
+	sb_info("dialplan reloaded: %zu script files", dp->nfiles);
 	return 0;
 }
 
 void
 sb_dialplan_stop(void)
 {
+	/* Commands still waiting for hardware end here. */
+	while (runs) {
+		if (runs->cmd) {
+			sb_cmd_done(runs->cmd, 0, "the daemon is stopping");
+			runs->cmd = NULL;
+		}
+		run_free(runs);
+	}
+	dp_retire(cur);
+	cur = NULL;
+	sb_dispatch_set_dialplan(NULL, NULL);
+	sb_node_set_policy(NULL, NULL);
+	sb_core_set_router(NULL, NULL);
+}
+
+size_t
+sb_dialplan_files(void)
+{
+	return cur ? cur->nfiles : 0;
 }

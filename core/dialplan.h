@@ -12,5 +12,7 @@ int  sb_dialplan_start(char *err, size_t errlen);
 /* Load into a fresh state; replace the old one only if all went well. */
 int  sb_dialplan_reload(char *err, size_t errlen);
 void sb_dialplan_stop(void);
+/* Script files the running dialplan loaded. */
+size_t sb_dialplan_files(void);
 
 #endif

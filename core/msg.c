@@ -34,6 +34,13 @@ sb_msg_set_node(struct sb_msg *m, const char *node)
 	m->node = sb_strdup(node);
 }
 
+void
+sb_msg_set_session(struct sb_msg *m, const char *session)
+{
+	free(m->session);
+	m->session = sb_strdup(session);
+}
+
 struct sb_msg *
 sb_msg_ref(struct sb_msg *m)
 {
@@ -50,6 +57,7 @@ sb_msg_unref(struct sb_msg *m)
 	free(m->from);
 	free(m->conv);
 	free(m->thread);
+	free(m->session);
 	free(m->node);
 	free(m->text);
 	free(m);

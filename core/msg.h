@@ -19,6 +19,8 @@ struct sb_msg {
 	char   *channel;	/* channel instance name: where replies go */
 	char   *from;		/* identity, "driver:address": "xmpp:bob@example.org" */
 	char   *conv;		/* driver-defined conversation handle for replies */
+	char   *session;	/* stable conversation key (confirmation codes are
+				   bound to it); NULL: conv */
 	char   *thread;		/* optional thread id, echoed in replies */
 	char   *node;		/* implied target node, or NULL */
 	char   *text;		/* the command line, NUL-free */
@@ -29,6 +31,7 @@ struct sb_msg *sb_msg_new(const char *channel, const char *from,
                           const char *conv, const char *text);
 void sb_msg_set_thread(struct sb_msg *, const char *);	/* copies */
 void sb_msg_set_node(struct sb_msg *, const char *);	/* copies */
+void sb_msg_set_session(struct sb_msg *, const char *);	/* copies */
 struct sb_msg *sb_msg_ref(struct sb_msg *);
 void sb_msg_unref(struct sb_msg *);			/* NULL-safe */
 

@@ -200,15 +200,19 @@ test_fd_errors(void **state)
 /*
  * Two fds are ready in the same epoll batch; whichever callback runs first
  * deletes the other (and itself).  The second one's event is already in the
- * batch and must be dropped.  With readd, the first callback also adds the
+ * batch and must be dropped.  With READD, the first callback also adds the
  * other fd again with another callback, which must not receive the stale
- * event either, but must see the fd on the next iteration.
+ * event either, but must see the fd on the next iteration.  With MOD, the
+ * first callback instead takes away the other's read interest, which must
+ * also hold for the event already collected.
  */
+enum batch_mode { DEL, READD, MOD };
+
 struct batch {
-	int  fds[2];
-	int  calls[2];
-	int  readd_calls;
-	bool readd;
+	int             fds[2];
+	int             calls[2];
+	int             readd_calls;
+	enum batch_mode mode;
 };
 
 static void
@@ -230,16 +234,20 @@ batch_cb(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 
 	(void)mask;
 	b->calls[me]++;
+	if (b->mode == MOD) {
+		assert_int_equal(sb_loop_mod_fd(loop, other, 0), 0);
+		return;
+	}
 	sb_loop_del_fd(loop, other);
 	sb_loop_del_fd(loop, fd);
-	if (b->readd)
+	if (b->mode == READD)
 		assert_int_equal(sb_loop_add_fd(loop, other, SB_READ, readd_cb, b), 0);
 }
 
 static void
-del_in_batch(struct sb_loop *loop, bool readd)
+change_in_batch(struct sb_loop *loop, enum batch_mode mode)
 {
-	struct batch b = { .readd = readd };
+	struct batch b = { .mode = mode };
 	int p[2], q[2];
 
 	make_pipe(p);
@@ -256,9 +264,18 @@ del_in_batch(struct sb_loop *loop, bool readd)
 	assert_int_equal(b.calls[0] + b.calls[1], 1);
 	assert_int_equal(b.readd_calls, 0);
 
-	assert_int_equal(sb_loop_once(loop, 0), 0);
-	assert_int_equal(b.calls[0] + b.calls[1], 1);
-	assert_int_equal(b.readd_calls, readd ? 1 : 0);
+	if (mode == MOD) {
+		/* The first still reads, the second is silenced. */
+		assert_int_equal(sb_loop_once(loop, 0), 0);
+		assert_int_equal(b.calls[0] + b.calls[1], 2);
+		assert_true(b.calls[0] == 2 || b.calls[1] == 2);
+		sb_loop_del_fd(loop, p[0]);
+		sb_loop_del_fd(loop, q[0]);
+	} else {
+		assert_int_equal(sb_loop_once(loop, 0), 0);
+		assert_int_equal(b.calls[0] + b.calls[1], 1);
+		assert_int_equal(b.readd_calls, mode == READD ? 1 : 0);
+	}
 
 	close(p[0]);
 	close(p[1]);
@@ -269,13 +286,19 @@ del_in_batch(struct sb_loop *loop, bool readd)
 static void
 test_del_fd_in_same_batch(void **state)
 {
-	del_in_batch(*state, false);
+	change_in_batch(*state, DEL);
 }
 
 static void
 test_readd_fd_in_same_batch(void **state)
 {
-	del_in_batch(*state, true);
+	change_in_batch(*state, READD);
+}
+
+static void
+test_mod_fd_in_same_batch(void **state)
+{
+	change_in_batch(*state, MOD);
 }
 
 /* ---- timers ---- */
@@ -291,7 +314,9 @@ struct targ {
 	int              fires;
 	int              stop_after;	/* re-arm until this many fires */
 	long             rearm_ms;
+	long             busy_ms;	/* keep the clock moving in the callback */
 	uint64_t         at[16];	/* when each fire happened */
+	uint64_t         done[16];	/* when each callback returned */
 	struct sb_timer *victim;	/* timer to delete from the callback */
 	bool             del_self;
 	long             ret_after_del;
@@ -301,12 +326,15 @@ static long
 log_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 {
 	struct targ *a = ud;
+	uint64_t start = sb_now_ms();
+	int k = a->fires++;
 
-	(void)loop;
-	(void)t;
-	if (a->fires < (int)(sizeof(a->at) / sizeof(a->at[0])))
-		a->at[a->fires] = sb_now_ms();
-	a->fires++;
+	while (sb_now_ms() < start + (uint64_t)a->busy_ms)
+		;	/* spin: a slow callback */
+	if (k < 16) {
+		a->at[k] = start;
+		a->done[k] = sb_now_ms();
+	}
 	if (a->log && a->log->n < 64)
 		a->log->order[a->log->n++] = a->id;
 	if (a->victim)
@@ -398,13 +426,15 @@ static void
 test_timer_rearm(void **state)
 {
 	struct sb_loop *loop = *state;
-	struct targ a = { .stop_after = 5, .rearm_ms = 2 };
+	/* Each callback takes 3 ms; the next delay counts from its end,
+	 * not from the deadline it fired for. */
+	struct targ a = { .stop_after = 5, .rearm_ms = 2, .busy_ms = 3 };
 	int i;
 
 	assert_non_null(sb_loop_add_timer(loop, 0, log_timer, &a));
 	assert_int_equal(run_until(loop, &a.fires, 5), 5);
-	for (i = 1; i < 5; i++)		/* re-armed relative to its fire */
-		assert_true(a.at[i] >= a.at[i - 1] + 2);
+	for (i = 1; i < 5; i++)
+		assert_true(a.at[i] >= a.done[i - 1] + 2);
 	settle(loop, 20);
 	assert_int_equal(a.fires, 5);	/* the 5th returned SB_TIMER_STOP */
 }
@@ -933,6 +963,7 @@ main(void)
 		T(test_fd_errors),
 		T(test_del_fd_in_same_batch),
 		T(test_readd_fd_in_same_batch),
+		T(test_mod_fd_in_same_batch),
 		T(test_timer_order),
 		T(test_timer_equal_deadlines),
 		T(test_timer_rearm),

@@ -1,0 +1,616 @@
+-- prelude.lua: the dialplan engine's Lua half, compiled into the daemon and
+-- loaded first into every fresh sandbox (core/dialplan.c).
+--
+-- It owns what scripts register (commands, contexts, routes, the policy),
+-- matches command lines against command patterns, checks roles, runs the
+-- confirmation flow and fans a command out over several nodes.  Everything
+-- it keeps is local: scripts see only the API it exports as globals.  The C
+-- side gives it primitives in the table __sb, which it takes and removes.
+
+local sb = __sb
+__sb = nil
+
+local type, pairs, ipairs, tostring, tonumber, error, pcall, select =
+	type, pairs, ipairs, tostring, tonumber, error, pcall, select
+local setmetatable, rawget, next = setmetatable, rawget, next
+local sfmt, sfind, ssub, slower, sgmatch, smatch, sgsub =
+	string.format, string.find, string.sub, string.lower, string.gmatch,
+	string.match, string.gsub
+local tconcat, tsort = table.concat, table.sort
+local ostime = os.time
+local floor = math.floor
+
+local STATES = { ok = true, warning = true, critical = true, off = true,
+	maint = true, down = true, unknown = true }
+local SEVERITY = { info = 1, warning = 2, critical = 3 }
+
+local commands = {}	-- in registration order
+local includes = {}	-- context name -> { included context names }
+local routes = {}
+local policy_fn = nil
+local pending = {}	-- confirmation code -> request waiting for "confirm"
+local file_name = "?"
+local file_context = "default"
+local seq = 0
+
+-- ---------------------------------------------------------------- helpers
+
+local function first_line(s)
+	s = tostring(s)
+	return (smatch(s, "^[^\n]*"))
+end
+
+local function where(level)
+	-- The caller's "file:line" for registration errors, without debug.
+	local ok, msg = pcall(error, "", level + 1)
+	return first_line(msg):gsub(":%s*$", "")
+end
+
+local function level_of(role)
+	return sb.level(role)
+end
+
+local function role_name(level)
+	if level >= 30 then return "admin" end
+	if level >= 20 then return "operator" end
+	if level >= 10 then return "viewer" end
+	return "nobody"
+end
+
+-- ---------------------------------------------------------------- patterns
+
+local TYPES = { word = true, number = true, node = true, rest = true }
+
+local function parse_pattern(pat)
+	local elems, nlit = {}, 0
+	for tok in sgmatch(pat, "%S+") do
+		local optional, inner = false, tok
+		if smatch(tok, "^%[.*%]$") then
+			optional, inner = true, ssub(tok, 2, -2)
+		end
+		local name, spec = smatch(inner, "^<([%a_][%w_]*)%.%.%.>$")
+		if name then
+			spec = "rest"
+		else
+			name, spec = smatch(inner, "^<([%a_][%w_]*):?([^>]*)>$")
+		end
+		if name then
+			local e = { name = name, optional = optional }
+			if spec == "" then
+				spec = (name == "node") and "node" or "word"
+			end
+			if TYPES[spec] then
+				e.type = spec
+			elseif smatch(spec, "^[%w_%-|]+$") then
+				e.type, e.choices, e.list = "choice", {}, {}
+				for c in sgmatch(spec, "[^|]+") do
+					e.choices[slower(c)] = true
+					e.list[#e.list + 1] = slower(c)
+				end
+			else
+				error(sfmt("bad argument type '%s' in pattern '%s'", spec, pat), 0)
+			end
+			elems[#elems + 1] = e
+		else
+			if optional or sfind(inner, "[<>%[%]]") then
+				error(sfmt("bad word '%s' in pattern '%s' (only <arguments> may be optional)",
+					tok, pat), 0)
+			end
+			elems[#elems + 1] = { literal = slower(inner) }
+			nlit = nlit + 1
+		end
+	end
+	if #elems == 0 or not elems[1].literal then
+		error(sfmt("a command pattern starts with a word: '%s'", pat), 0)
+	end
+	for i, e in ipairs(elems) do
+		if e.type == "rest" and i ~= #elems then
+			error(sfmt("<%s...> must come last in '%s'", e.name, pat), 0)
+		end
+	end
+	return elems, nlit
+end
+
+-- Match argv against a pattern.  A <node> argument that is left out takes
+-- the implied node (the node the message was addressed to).  Returns the
+-- arguments, or nil.
+local function match(elems, argv, implied)
+	local args, n = {}, #argv
+	local function m(ei, ti)
+		local e = elems[ei]
+		if not e then return ti > n end
+		if e.literal then
+			return argv[ti] ~= nil and slower(argv[ti]) == e.literal and m(ei + 1, ti + 1)
+		end
+		local tok = argv[ti]
+		if tok ~= nil then
+			local v
+			if e.type == "rest" then
+				args[e.name] = tconcat(argv, " ", ti, n)
+				return true
+			elseif e.type == "number" then
+				v = tonumber(tok)
+			elseif e.type == "word" then
+				v = tok
+			elseif e.type == "choice" then
+				v = e.choices[slower(tok)] and slower(tok) or nil
+			elseif e.type == "node" then
+				v = sb.resolve(tok)
+			end
+			if v ~= nil then
+				args[e.name] = v
+				if m(ei + 1, ti + 1) then return true end
+				args[e.name] = nil
+			end
+		end
+		if e.type == "node" and implied then
+			args[e.name] = { implied }
+			if m(ei + 1, ti) then return true end
+			args[e.name] = nil
+		elseif e.optional then
+			if m(ei + 1, ti) then return true end
+		end
+		return false
+	end
+	if m(1, 1) then return args end
+	return nil
+end
+
+local function usage(c)
+	return c.pattern
+end
+
+-- ---------------------------------------------------------------- the API
+
+local api = {}
+
+-- context(name [, { include = { ... } }]): later commands in this file go
+-- to context name.
+function api.context(name, opts)
+	if type(name) ~= "string" then
+		error("context: expected a name", 2)
+	end
+	file_context = name
+	includes[name] = includes[name] or {}
+	if opts and opts.include then
+		for _, inc in ipairs(opts.include) do
+			includes[name][#includes[name] + 1] = inc
+		end
+	end
+end
+
+local function register(pat, spec, lvl)
+	if type(pat) ~= "string" or type(spec) ~= "table" then
+		error("command: expected command \"pattern\" { ... }", lvl)
+	end
+	if type(spec.run) ~= "function" then
+		error(sfmt("command '%s': run must be a function", pat), lvl)
+	end
+	local ok, elems, nlit = pcall(parse_pattern, pat)
+	if not ok then error(elems, lvl) end
+	local role = spec.role or "viewer"
+	if type(role) == "string" and level_of(role) == 0 then
+		error(sfmt("command '%s': unknown role '%s'", pat, role), lvl)
+	elseif type(role) ~= "string" and type(role) ~= "function" then
+		error(sfmt("command '%s': role must be a name or a function", pat), lvl)
+	end
+	local ctx = spec.context or file_context
+	local ctxs = type(ctx) == "table" and ctx or { ctx }
+	local c = {
+		pattern = pat, elems = elems, nlit = nlit, help = spec.help or "",
+		role = role, confirm = spec.confirm, run = spec.run, multi = spec.multi,
+		contexts = {}, file = file_name, where = where(lvl + 1),
+		describe = spec.describe, order = #commands + 1,
+	}
+	for _, x in ipairs(ctxs) do c.contexts[x] = true end
+	for _, e in ipairs(elems) do
+		if e.type == "node" and not c.node_arg then c.node_arg = e.name end
+	end
+	commands[#commands + 1] = c
+	return c
+end
+
+-- command "pattern" { help=, role=, confirm=, run= }  or
+-- command("pattern", { ... })
+function api.command(pat, spec)
+	if spec ~= nil then
+		register(pat, spec, 3)
+		return
+	end
+	return function(s) register(pat, s, 3) end
+end
+
+function api.policy(fn)
+	if type(fn) ~= "function" then error("policy: expected a function", 2) end
+	policy_fn = fn
+end
+
+function api.route(spec)
+	if type(spec) ~= "table" or type(spec.to) ~= "table" then
+		error("route: expected route { to = { \"channel:address\", ... }, ... }", 2)
+	end
+	if spec.severity and not SEVERITY[spec.severity] then
+		error("route: severity must be info, warning or critical", 2)
+	end
+	routes[#routes + 1] = spec
+end
+
+local function deliver_event(ev)
+	local text = ev.text or ""
+	if ev.id then text = sfmt("[%s] %s", ev.id, text) end
+	local done, sent = {}, 0
+	for _, r in ipairs(routes) do
+		local hit = true
+		if r.severity and SEVERITY[ev.severity] < SEVERITY[r.severity] then hit = false end
+		if hit and r.source and r.source ~= ev.source then hit = false end
+		if hit and r.node and not (ev.node and sb.glob(r.node, ev.node)) then hit = false end
+		if hit and r.group and not (ev.node and sb.in_group(ev.node, r.group)) then hit = false end
+		if hit and r.when then
+			local ok, res = pcall(r.when, ev)
+			if not ok then
+				sb.log("warning", "route when(): " .. first_line(res))
+				hit = false
+			else
+				hit = res and true or false
+			end
+		end
+		if hit then
+			for _, dest in ipairs(r.to) do
+				if not done[dest] then
+					done[dest] = true
+					if sb.deliver(dest, text) then sent = sent + 1 end
+				end
+			end
+			if r.stop then break end
+		end
+	end
+	return sent
+end
+
+-- notify { severity=, node=, text=, source= }: route an event.
+function api.notify(ev)
+	if type(ev) == "string" then ev = { text = ev } end
+	if type(ev) ~= "table" or type(ev.text) ~= "string" then
+		error("notify: expected { text = \"...\", severity = ..., node = ... }", 2)
+	end
+	local e = { text = ev.text, severity = ev.severity or "info",
+		source = ev.source or "script", node = ev.node }
+	if not SEVERITY[e.severity] then
+		error("notify: severity must be info, warning or critical", 2)
+	end
+	seq = seq + 1
+	e.id = ev.id
+	return deliver_event(e)
+end
+
+function api.every(seconds, fn)
+	return sb.timer(seconds, fn, true)
+end
+
+function api.after(seconds, fn)
+	return sb.timer(seconds, fn, false)
+end
+
+function api.cancel(id)
+	return sb.cancel(id)
+end
+
+api.reply = sb.reply
+
+function api.log(...)
+	local parts = {}
+	for i = 1, select("#", ...) do parts[#parts + 1] = tostring(select(i, ...)) end
+	sb.log("info", tconcat(parts, " "))
+end
+
+function api.warn(...)
+	local parts = {}
+	for i = 1, select("#", ...) do parts[#parts + 1] = tostring(select(i, ...)) end
+	sb.log("warning", tconcat(parts, " "))
+end
+
+-- Sensors and readings get methods.
+local Sensor = {}
+Sensor.__index = Sensor
+
+local function fmtnum(v)
+	if v == floor(v) and v > -1e15 and v < 1e15 then return sfmt("%d", v) end
+	return (sgsub(sfmt("%.3f", v), "%.?0+$", ""))
+end
+api.fmtnum = fmtnum
+
+-- The limit of a severity nearer to the value: the high or the low one.
+local function nearer(v, hi, lo)
+	if hi and lo then
+		if math.abs(v - hi) <= math.abs(v - lo) then return hi, ">=" end
+		return lo, "<="
+	end
+	if hi then return hi, ">=" end
+	if lo then return lo, "<=" end
+end
+
+-- "cpu_temp 95 C (critical >= 90)"; state overrides the sensor's own (a
+-- policy with hysteresis may hold a state the raw value no longer shows).
+function Sensor:describe(state)
+	state = state or self.state
+	local unit = (self.unit ~= "" and (" " .. self.unit)) or ""
+	if self.value == nil then return self.name .. " no reading" end
+	local s = self.name .. " " .. fmtnum(self.value) .. unit
+	local lim, op
+	if state == "critical" then
+		lim, op = nearer(self.value, self.high_critical, self.low_critical)
+	elseif state == "warning" then
+		lim, op = nearer(self.value, self.high_warning, self.low_warning)
+	end
+	if lim then return sfmt("%s (%s %s %s)", s, state, op, fmtnum(lim)) end
+	if state == "warning" or state == "critical" then return sfmt("%s (%s)", s, state) end
+	return s
+end
+
+local Readings = {}
+Readings.__index = Readings
+
+local RANK = { unknown = 0, ok = 1, warning = 2, critical = 3 }
+
+-- The most severe sensor (first one on ties), or nil.
+function Readings:worst()
+	local best
+	for _, s in ipairs(self.sensors) do
+		if s.value ~= nil and (best == nil or RANK[s.state] > RANK[best.state]) then
+			best = s
+		end
+	end
+	return best
+end
+
+function Readings:sensor(name)
+	for _, s in ipairs(self.sensors) do
+		if s.name == name then return s end
+	end
+end
+
+local function wrap_readings(r)
+	if r == nil then return nil end
+	for _, s in ipairs(r.sensors or {}) do setmetatable(s, Sensor) end
+	r.sensors = r.sensors or {}
+	return setmetatable(r, Readings)
+end
+
+api.hal = {
+	-- A fresh reading: readings (with :worst(), :sensor(name)) or nil, err.
+	read = function(node)
+		local r, err = sb.hal(node, "read")
+		return wrap_readings(r), err
+	end,
+	sensors = function(node)
+		local r, err = sb.hal(node, "read")
+		if not r then return nil, err end
+		return wrap_readings(r).sensors
+	end,
+	power = function(node, action)
+		return sb.hal(node, "power", action or "status")
+	end,
+	events = function(node, n)
+		return sb.hal(node, "events", nil, n or 10)
+	end,
+	inventory = function(node)
+		return sb.hal(node, "inventory")
+	end,
+}
+
+-- nodes([pattern]): snapshots { name, state, reason, since, groups, ... }
+function api.nodes(pattern)
+	local all = sb.nodes()
+	if pattern == nil then return all end
+	local names = sb.resolve(pattern)
+	if not names then return {} end
+	local want, out = {}, {}
+	for _, n in ipairs(names) do want[n] = true end
+	for _, n in ipairs(all) do
+		if want[n.name] then out[#out + 1] = n end
+	end
+	return out
+end
+
+api.node = sb.node
+
+-- commands(ctx): what help lists: { pattern, help, role, level, confirm }
+local function visible(c, context, seen)
+	seen = seen or {}
+	if c.contexts[context] then return true end
+	seen[context] = true
+	for _, inc in ipairs(includes[context] or {}) do
+		if not seen[inc] and visible(c, inc, seen) then return true end
+	end
+	return false
+end
+
+local function static_level(c)
+	if type(c.role) == "string" then return level_of(c.role) end
+	return nil
+end
+
+function api.commands(context, level)
+	local out = {}
+	for _, c in ipairs(commands) do
+		if (context == nil or visible(c, context)) then
+			local l = static_level(c)
+			if level == nil or l == nil or l <= level then
+				out[#out + 1] = { pattern = c.pattern, help = c.help,
+					role = type(c.role) == "string" and c.role or "depends",
+					file = c.where }
+			end
+		end
+	end
+	return out
+end
+
+api.builtins = sb.builtins
+api.states = STATES
+api.VERSION = sb.version
+
+-- ---------------------------------------------------------------- running
+
+local function fail(msg) return false, msg end
+
+local function run_one(c, ctx, args)
+	local res, err = c.run(ctx, args)
+	if res == nil and err ~= nil then return false, tostring(err) end
+	if res == false then return false, err and tostring(err) or "failed" end
+	if res == true or res == nil then return true, nil end
+	return true, tostring(res)
+end
+
+-- Run a matched command; fans out over several nodes unless it is multi.
+local function execute(c, req, args, nodes)
+	local ctx = {
+		identity = req.identity, role = req.role, level = req.level,
+		channel = req.channel, kind = req.kind, node = req.node,
+		reply = sb.reply, context = req.context,
+	}
+	if c.node_arg and nodes and not c.multi then
+		if #nodes == 1 then
+			args[c.node_arg] = nodes[1]
+			return run_one(c, ctx, args)
+		end
+		local okall, out = true, {}
+		for _, name in ipairs(nodes) do
+			args[c.node_arg] = name
+			local ok, r1, r2 = pcall(run_one, c, ctx, args)
+			if not ok then
+				okall = false
+				sb.reply(name .. ": error: " .. first_line(r1))
+			elseif not r1 then
+				okall = false
+				sb.reply(name .. ": " .. (r2 or "failed"))
+			elseif r2 then
+				sb.reply(r2)
+			end
+		end
+		return okall, nil
+	end
+	if c.node_arg and nodes then args[c.node_arg] = nodes end
+	return run_one(c, ctx, args)
+end
+
+local function needs(c, args)
+	local role = c.role
+	if type(role) == "function" then role = role(args) or "viewer" end
+	local l = level_of(role)
+	if l == 0 then error(sfmt("command '%s': role function gave unknown role '%s'",
+		c.pattern, tostring(role)), 0) end
+	return role, l
+end
+
+local function wants_confirm(c, args)
+	if type(c.confirm) == "function" then return c.confirm(args) and true or false end
+	return c.confirm and true or false
+end
+
+local function confirm(req, code)
+	local p = pending[code and string.upper(code) or ""]
+	if not p then return fail("unknown or already used confirmation code") end
+	if p.identity ~= req.identity or p.channel ~= req.channel or p.session ~= req.session then
+		return fail("that code was issued to another conversation")
+	end
+	pending[string.upper(code)] = nil
+	if ostime() > p.expires then return fail("confirmation code expired; run the command again") end
+	return execute(p.cmd, req, p.args, p.nodes)
+end
+
+-- Expired codes are dropped now and then so they cannot pile up.
+local function sweep()
+	local now = ostime()
+	for code, p in pairs(pending) do
+		if now > p.expires then pending[code] = nil end
+	end
+end
+
+local function dispatch(req)
+	local argv = req.argv
+	local verb = slower(argv[1])
+	if verb == "confirm" then
+		if #argv ~= 2 then return fail("usage: confirm <code>") end
+		return confirm(req, argv[2])
+	end
+	-- Candidates: visible in this context, most specific (most words) first.
+	local cands = {}
+	for _, c in ipairs(commands) do
+		if c.elems[1].literal == verb and visible(c, req.context) then
+			cands[#cands + 1] = c
+		end
+	end
+	if #cands == 0 then
+		return fail(sfmt("unknown command '%s'; try 'help'", argv[1]))
+	end
+	tsort(cands, function(a, b)
+		if a.nlit ~= b.nlit then return a.nlit > b.nlit end
+		return a.order < b.order
+	end)
+	local c, args
+	for _, cand in ipairs(cands) do
+		args = match(cand.elems, argv, req.node)
+		if args then c = cand break end
+	end
+	if not c then
+		local u = {}
+		for _, cand in ipairs(cands) do u[#u + 1] = usage(cand) end
+		local hint = ""
+		if not req.node then
+			for _, cand in ipairs(cands) do
+				if cand.node_arg then hint = " (name the node)" break end
+			end
+		end
+		return fail("usage: " .. tconcat(u, " | ") .. hint)
+	end
+	local role, l = needs(c, args)
+	if req.level < l then
+		sb.log("notice", sfmt("%s (%s) refused '%s': needs %s", req.identity,
+			req.role, req.text, role))
+		return fail(sfmt("permission denied: '%s' needs role %s (you are %s)",
+			req.text, role, req.role))
+	end
+	local nodes = c.node_arg and args[c.node_arg] or nil
+	if wants_confirm(c, args) then
+		sweep()
+		local code
+		repeat code = sb.random_code() until pending[code] == nil
+		pending[code] = {
+			cmd = c, args = args, nodes = nodes, identity = req.identity,
+			channel = req.channel, session = req.session,
+			expires = ostime() + sb.confirm_timeout,
+		}
+		local scope = ""
+		if nodes and #nodes > 1 then
+			scope = sfmt(" It will touch %d nodes: %s.", #nodes, tconcat(nodes, ", "))
+		elseif nodes then
+			scope = sfmt(" Node: %s.", nodes[1])
+		end
+		return true, sfmt("'%s' needs confirmation.%s Send 'confirm %s' within %d s.",
+			req.text, scope, code, sb.confirm_timeout)
+	end
+	return execute(c, req, args, nodes)
+end
+
+local function policy(node, r)
+	if not policy_fn then return nil end
+	local state, reason = policy_fn(node, wrap_readings(r))
+	if not STATES[state] then
+		error(sfmt("policy returned state '%s' (expected ok, warning, critical, off, maint, down or unknown)",
+			tostring(state)), 0)
+	end
+	return state, reason and tostring(reason) or ""
+end
+
+local function route(ev)
+	return deliver_event(ev)
+end
+
+local function begin_file(name)
+	file_name = name
+	file_context = "default"
+end
+
+sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file }
+
+for k, v in pairs(api) do _ENV[k] = v end
