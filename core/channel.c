@@ -10,6 +10,7 @@
 
 static const struct sb_channel_driver *const drivers[] = {
 	&sb_chan_console,
+	&sb_chan_xmpp,
 };
 
 const struct sb_channel_driver *

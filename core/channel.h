@@ -57,10 +57,12 @@ struct sb_channel {
 	char   *group_context;	/* for rooms and IRC channels */
 	char   *fingerprint;	/* its config section, to detect changes */
 	int     started;
+	int     silent_refusal;	/* unauthorized senders get no answer */
 	void   *priv;
 };
 
 extern const struct sb_channel_driver sb_chan_console;
+extern const struct sb_channel_driver sb_chan_xmpp;
 
 const struct sb_channel_driver *sb_channel_driver_find(const char *name);
 const struct sb_channel_driver *sb_channel_driver_at(size_t i);

@@ -556,6 +556,25 @@ l_timer(lua_State *L)
 	return 1;
 }
 
+/*
+ * Free a timer that will not fire again (a one-shot that fired, a cancelled
+ * one) once no run of it is in flight.  Without this, every after() and
+ * cancel() kept its struct and its function, with all the function's
+ * upvalues, until the next reload: a script scheduling one-shots ran the
+ * whole dialplan into its memory ceiling.
+ */
+static void
+dtimer_drop(struct dtimer *dt)
+{
+	struct dtimer **pp = &dt->dp->timers;
+
+	while (*pp != dt)
+		pp = &(*pp)->next;
+	*pp = dt->next;
+	luaL_unref(sb_lua_state(dt->dp->lua), LUA_REGISTRYINDEX, dt->fn_ref);
+	free(dt);
+}
+
 static int
 l_cancel(lua_State *L)
 {
@@ -566,6 +585,8 @@ l_cancel(lua_State *L)
 		if (dt->id == id && dt->t) {
 			sb_loop_del_timer(sb_core.loop, dt->t);
 			dt->t = NULL;
+			if (!dt->busy)
+				dtimer_drop(dt);	/* else when its run ends */
 			lua_pushboolean(L, 1);
 			return 1;
 		}
@@ -634,8 +655,11 @@ run_free(struct run *r)
 	lua_rawset(L, -3);
 	lua_pop(L, 1);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
-	if (r->timer)
+	if (r->timer) {
 		r->timer->busy = 0;
+		if (r->timer->t == NULL)
+			dtimer_drop(r->timer);	/* fired for the last time */
+	}
 	if (r->node)
 		sb_node_unref(r->node);
 	answer_clear(r);

@@ -274,7 +274,7 @@ sb_dispatch(struct sb_msg *m)
 	if ((role = sb_acl_role(m->from, &level)) == NULL) {
 		sb_notice("%s on %s: not authorized; refused \"%.60s\"", m->from,
 		    ch->name, m->text);
-		sb_cmd_done(cmd, 0, "not authorized");
+		sb_cmd_done(cmd, 0, ch->silent_refusal ? NULL : "not authorized");
 		return;
 	}
 	cmd->role = sb_strdup(role);

@@ -141,13 +141,36 @@ static void charge(lua_State *L, double work)
 		sb->instr += (long)work;
 }
 
-/* Call upvalue 1, the wrapped original, with our arguments; return its results. */
+/* Does msg start with a position, "chunk:line: "? */
+static int located(const char *msg)
+{
+	const char *p = strstr(msg, ": "), *d = p;
+
+	while (d != NULL && d > msg && isdigit(UC(d[-1])))
+		d--;
+	return d != NULL && d < p && d > msg && d[-1] == ':';
+}
+
+/*
+ * Call upvalue 1, the wrapped original, with our arguments; return its
+ * results.  Its own errors get the script's position, as they would have had
+ * the script called it directly.
+ */
 static int orig(lua_State *L)
 {
+	const char *msg;
+	int st;
+
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-	return lua_gettop(L);
+	if ((st = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0)) == LUA_OK)
+		return lua_gettop(L);
+	if (st == LUA_ERRRUN && (msg = lua_tostring(L, -1)) != NULL && !located(msg)) {
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+	}
+	return lua_error(L);
 }
 
 /*
