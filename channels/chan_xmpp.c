@@ -45,6 +45,7 @@
 #include "msg.h"
 #include "node.h"
 #include "util.h"
+#include "xmpp_adhoc.h"
 
 #define NS_DISCO_INFO  "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
@@ -54,6 +55,8 @@
 #define NS_CARBONS     "urn:xmpp:carbons:2"
 #define NS_DELAY       "urn:xmpp:delay"
 #define NS_VERSION     "jabber:iq:version"
+#define NS_COMMANDS    "http://jabber.org/protocol/commands"
+#define NS_DATA        "jabber:x:data"
 
 #define BUCKETS 4096
 
@@ -63,6 +66,7 @@ enum op_kind {
 	OP_PRESENCE,		/* a node's presence changed */
 	OP_MESSAGE,		/* send text */
 	OP_SUBSCRIPTION,	/* answer a subscription request */
+	OP_RAW,			/* send this XML (ad-hoc answers) */
 };
 
 struct op {
@@ -258,7 +262,7 @@ push_op(struct xlink *l, struct op *o)
 }
 
 /* Thread -> core. */
-enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE };
+enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC };
 
 struct xevent {
 	struct xlink *l;
@@ -266,6 +270,7 @@ struct xevent {
 	char   *from_bare, *from_full, *to, *body, *thread, *room, *nick;
 	int     group;
 	int     up;		/* EV_STATE */
+	struct xa_request *adhoc;	/* EV_ADHOC */
 };
 
 static void ev_run(void *ud);
@@ -822,6 +827,51 @@ add_feature(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *var)
 	xmpp_stanza_release(f);
 }
 
+/* Hand an ad-hoc request (XEP-0050) to the core, which knows the
+ * commands and the requester's role. */
+static void
+adhoc_request(struct xlink *l, xmpp_stanza_t *st, xmpp_stanza_t *q, int list)
+{
+	struct xa_request *r = sb_calloc(1, sizeof(*r));
+	struct xevent *e = sb_calloc(1, sizeof(*e));
+	const char *from = xmpp_stanza_get_from(st);
+
+	r->from_full = sb_strdup(from ? from : "");
+	r->from_bare = bare_of(r->from_full);
+	r->to = sb_strdup(xmpp_stanza_get_to(st) ? xmpp_stanza_get_to(st) :
+	    (l->bound ? l->bound : l->jid));
+	r->id = sb_strdup(xmpp_stanza_get_id(st) ? xmpp_stanza_get_id(st) : "");
+	r->list = list;
+	if (!list) {
+		xmpp_stanza_t *x = xmpp_stanza_get_child_by_ns(q, NS_DATA), *f;
+
+		r->node = sb_strdup(xmpp_stanza_get_attribute(q, "node"));
+		r->action = sb_strdup(xmpp_stanza_get_attribute(q, "action"));
+		r->sessionid = sb_strdup(xmpp_stanza_get_attribute(q, "sessionid"));
+		for (f = x ? xmpp_stanza_get_children(x) : NULL; f; f = xmpp_stanza_get_next(f)) {
+			const char *name = xmpp_stanza_get_name(f), *var;
+			xmpp_stanza_t *v;
+			char *text;
+
+			if (!name || strcmp(name, "field") != 0 ||
+			    !(var = xmpp_stanza_get_attribute(f, "var")) || r->nfields >= 32)
+				continue;
+			v = xmpp_stanza_get_child_by_name(f, "value");
+			text = v ? xmpp_stanza_get_text(v) : NULL;
+			r->vars = sb_realloc(r->vars, (r->nfields + 1) * sizeof(char *));
+			r->vals = sb_realloc(r->vals, (r->nfields + 1) * sizeof(char *));
+			r->vars[r->nfields] = sb_strdup(var);
+			r->vals[r->nfields] = sb_strdup(text ? text : "");
+			r->nfields++;
+			if (text)
+				xmpp_free(l->ctx, text);
+		}
+	}
+	e->kind = EV_ADHOC;
+	e->adhoc = r;
+	post_event(l, e);
+}
+
 static int
 on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
@@ -876,7 +926,14 @@ on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 		add_feature(l->ctx, r, NS_DISCO_ITEMS);
 		add_feature(l->ctx, r, NS_PING);
 		add_feature(l->ctx, r, NS_VERSION);
+		add_feature(l->ctx, r, NS_COMMANDS);
 		reply_result(l, st, r);
+		return 1;
+	}
+	if (ns && (strcmp(ns, NS_COMMANDS) == 0 || (strcmp(type, "get") == 0 &&
+	    strcmp(ns, NS_DISCO_ITEMS) == 0 && xmpp_stanza_get_attribute(q, "node") &&
+	    strcmp(xmpp_stanza_get_attribute(q, "node"), NS_COMMANDS) == 0))) {
+		adhoc_request(l, st, q, strcmp(ns, NS_COMMANDS) != 0);
 		return 1;
 	}
 	if (ns && strcmp(type, "get") == 0 && strcmp(ns, NS_DISCO_ITEMS) == 0) {
@@ -1150,6 +1207,13 @@ drain(struct xlink *l)
 			l->offline_tail = o;
 			l->noffline++;
 			break;
+		case OP_RAW:
+			if (online) {
+				xmpp_send_raw(l->conn, o->text, strlen(o->text));
+				atomic_fetch_add(&l->stanzas_out, 1);
+			}
+			op_free(o);
+			break;
 		case OP_SUBSCRIPTION: {
 			char from[512];
 			const char *f = NULL;
@@ -1351,6 +1415,28 @@ handle_subscribe(struct xlink *l, struct xevent *e)
 }
 
 static void
+send_raw(void *ud, const char *xml)
+{
+	struct xlink *l = ud;
+	struct op *o = sb_calloc(1, sizeof(*o));
+
+	o->kind = OP_RAW;
+	o->text = sb_strdup(xml);
+	push_op(l, o);
+}
+
+static void
+handle_adhoc(struct sb_channel *ch, struct xlink *l, struct xevent *e)
+{
+	char buf[256];
+	const char *implied = node_of_jid(l, e->adhoc->to, buf, sizeof(buf));
+
+	if (implied && sb_node_find(implied) == NULL)
+		implied = NULL;
+	xa_handle(ch, implied, e->adhoc, send_raw, l);
+}
+
+static void
 ev_run(void *ud)
 {
 	struct xevent *e = ud;
@@ -1366,10 +1452,14 @@ ev_run(void *ud)
 		case EV_SUBSCRIBE:
 			handle_subscribe(l, e);
 			break;
+		case EV_ADHOC:
+			handle_adhoc(ch, l, e);
+			break;
 		case EV_STATE:
 			break;
 		}
 	}
+	xa_request_free(e->adhoc);
 	free(e->from_bare);
 	free(e->from_full);
 	free(e->to);
@@ -1554,7 +1644,8 @@ xc_reply(struct sb_channel *ch, const struct sb_msg *req, const char *text, unsi
 	struct xlink *l = ch->priv;
 	char from[512], *f = NULL;
 
-	(void)flags;
+	if (xa_reply(ch, req, text, flags, send_raw, l))
+		return 0;
 	if (text == NULL || *text == '\0')
 		return 0;
 	if (req->kind == SB_MSG_GROUP) {
@@ -1622,6 +1713,7 @@ xc_close(struct sb_channel *ch)
 	struct xlink *l = ch->priv;
 
 	xc_stop(ch);
+	xa_forget(ch);
 	atomic_store(&l->closed, 1);
 	link_unref(l);
 	ch->priv = NULL;

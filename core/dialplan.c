@@ -49,7 +49,7 @@ struct dp {
 	unsigned refs;
 	int     retired;
 	struct sb_lua *lua;
-	int     ref_dispatch, ref_policy, ref_route, ref_begin;
+	int     ref_dispatch, ref_policy, ref_route, ref_begin, ref_commands;
 	int     ref_runs;		/* registry: thread -> run */
 	struct dtimer *timers;
 	long    next_timer_id;
@@ -363,6 +363,8 @@ l_hooks(lua_State *L)
 	dp->ref_route = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, 1, "begin_file");
 	dp->ref_begin = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "commands");
+	dp->ref_commands = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -707,10 +709,13 @@ resume_run(struct run *r, int nargs)
 		return;
 	}
 	if (r->cmd) {
-		/* dispatch returns ok, text */
+		/* dispatch returns ok, text [, confirmation code] */
 		int ok = nres >= 1 && lua_toboolean(r->co, -nres);
 		const char *text = nres >= 2 ? lua_tostring(r->co, -nres + 1) : NULL;
 		char *copy = sb_strdup(text);
+
+		if (nres >= 3 && lua_type(r->co, -nres + 2) == LUA_TSTRING)
+			sb_msg_set_confirm(r->cmd->msg, lua_tostring(r->co, -nres + 2));
 
 		lua_pop(r->co, nres);
 		run_finish(r, ok, copy);
@@ -1004,6 +1009,7 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 
 	dp->refs = 1;
 	dp->ref_dispatch = dp->ref_policy = dp->ref_route = dp->ref_begin = LUA_NOREF;
+	dp->ref_commands = LUA_NOREF;
 	if ((dp->lua = sb_lua_new(&lim)) == NULL) {
 		snprintf(err, errlen, "cannot create a Lua state");
 		free(dp);
@@ -1141,6 +1147,35 @@ sb_dialplan_stop(void)
 	sb_dispatch_set_dialplan(NULL, NULL);
 	sb_node_set_policy(NULL, NULL);
 	sb_core_set_router(NULL, NULL);
+}
+
+int
+sb_dialplan_list(const char *context, int level, sb_dialplan_cmd_fn *fn, void *ud)
+{
+	lua_State *L;
+	char err[512];
+	lua_Integer n;
+
+	if (cur == NULL || cur->ref_commands == LUA_NOREF)
+		return -1;
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_commands);
+	lua_pushstring(L, context);
+	lua_pushinteger(L, level);
+	if (sb_lua_call(cur->lua, 2, 1, err, sizeof(err)) < 0) {
+		sb_warnx("listing commands failed: %s", err);
+		return -1;
+	}
+	n = luaL_len(L, -1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		lua_getfield(L, -1, "pattern");
+		lua_getfield(L, -2, "help");
+		fn(lua_tostring(L, -2), lua_tostring(L, -1), ud);
+		lua_pop(L, 3);
+	}
+	lua_pop(L, 1);
+	return 0;
 }
 
 size_t

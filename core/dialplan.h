@@ -12,6 +12,9 @@ int  sb_dialplan_start(char *err, size_t errlen);
 /* Load into a fresh state; replace the old one only if all went well. */
 int  sb_dialplan_reload(char *err, size_t errlen);
 void sb_dialplan_stop(void);
+/* The commands a role level may run in a context: fn(pattern, help). */
+typedef void sb_dialplan_cmd_fn(const char *pattern, const char *help, void *ud);
+int  sb_dialplan_list(const char *context, int level, sb_dialplan_cmd_fn *, void *ud);
 /* Script files the running dialplan loaded. */
 size_t sb_dialplan_files(void);
 

@@ -41,6 +41,13 @@ sb_msg_set_session(struct sb_msg *m, const char *session)
 	m->session = sb_strdup(session);
 }
 
+void
+sb_msg_set_confirm(struct sb_msg *m, const char *code)
+{
+	free(m->confirm);
+	m->confirm = sb_strdup(code);
+}
+
 struct sb_msg *
 sb_msg_ref(struct sb_msg *m)
 {
@@ -60,5 +67,6 @@ sb_msg_unref(struct sb_msg *m)
 	free(m->session);
 	free(m->node);
 	free(m->text);
+	free(m->confirm);
 	free(m);
 }

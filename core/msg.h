@@ -24,6 +24,8 @@ struct sb_msg {
 	char   *thread;		/* optional thread id, echoed in replies */
 	char   *node;		/* implied target node, or NULL */
 	char   *text;		/* the command line, NUL-free */
+	char   *confirm;	/* set by the dialplan when the command answered
+				   with a confirmation code (forms use it) */
 };
 
 /* Copies every string; conv and text may not be NULL. */
@@ -32,6 +34,7 @@ struct sb_msg *sb_msg_new(const char *channel, const char *from,
 void sb_msg_set_thread(struct sb_msg *, const char *);	/* copies */
 void sb_msg_set_node(struct sb_msg *, const char *);	/* copies */
 void sb_msg_set_session(struct sb_msg *, const char *);	/* copies */
+void sb_msg_set_confirm(struct sb_msg *, const char *);	/* copies */
 struct sb_msg *sb_msg_ref(struct sb_msg *);
 void sb_msg_unref(struct sb_msg *);			/* NULL-safe */
 

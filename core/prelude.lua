@@ -587,7 +587,7 @@ local function dispatch(req)
 			scope = sfmt(" Node: %s.", nodes[1])
 		end
 		return true, sfmt("'%s' needs confirmation.%s Send 'confirm %s' within %d s.",
-			req.text, scope, code, sb.confirm_timeout)
+			req.text, scope, code, sb.confirm_timeout), code
 	end
 	return execute(c, req, args, nodes)
 end
@@ -611,6 +611,7 @@ local function begin_file(name)
 	file_context = "default"
 end
 
-sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file }
+sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file,
+	commands = api.commands }
 
 for k, v in pairs(api) do _ENV[k] = v end
