@@ -994,7 +994,7 @@ schedule_reconnect(struct xlink *l)
 	l->backoff = l->backoff ? l->backoff * 2 : 1000;
 	if (l->backoff > 60000)
 		l->backoff = 60000;
-	/* +-20 % so that many gateways do not all come back at once */
+	/* +-10 % so that many gateways do not all come back at once */
 	jitter = (unsigned)(rand() % (int)(l->backoff / 5 + 1));
 	l->next_connect = now_ms() + l->backoff - l->backoff / 10 + jitter;
 }
