@@ -245,6 +245,27 @@ on_line(char *line)
 	free(line);
 }
 
+/*
+ * libedit's callback interface echoes ^D instead of ending the session, so
+ * the console reads keys itself: ^D on an empty line, or the end of input,
+ * leaves like "quit" does.
+ */
+static int
+console_getc(FILE *f)
+{
+	unsigned char c;
+	ssize_t n;
+
+	do
+		n = read(fileno(f), &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0 || (c == 4 && rl_end == 0)) {
+		want_quit = 1;
+		return '\n';
+	}
+	return c;
+}
+
 static char *
 history_path(void)
 {
@@ -262,6 +283,10 @@ console_tty(struct conn *c)
 	c->interactive = 1;
 	if (hist)
 		read_history(hist);
+	/* libedit would re-send a caught signal to the whole process group,
+	 * hitting whatever started us (make, a demo runner). */
+	rl_catch_signals = 0;
+	rl_getc_function = console_getc;
 	rl_callback_handler_install("switchboard> ", on_line);
 	while (!want_quit) {
 		struct pollfd p[2] = {
@@ -278,7 +303,7 @@ console_tty(struct conn *c)
 			print_event(c, "the daemon closed the connection");
 			break;
 		}
-		if (p[0].revents)
+		if (p[0].revents && !want_quit)
 			rl_callback_read_char();
 	}
 	rl_callback_handler_remove();

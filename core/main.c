@@ -132,7 +132,12 @@ run_daemon(struct sb_config *conf, int foreground)
 	sigset_t set;
 	int sfd;
 
-	sb_log_init("switchboard", foreground, conf->use_syslog || !foreground);
+	/* Under systemd, standard error already goes to the journal: syslog
+	 * too would log every line twice. */
+	if (foreground && getenv("JOURNAL_STREAM"))
+		sb_log_init("switchboard", 1, 0);
+	else
+		sb_log_init("switchboard", foreground, conf->use_syslog || !foreground);
 	if (!foreground)
 		detach();
 	/* Block the signals before any thread starts, so only the loop's

@@ -96,8 +96,10 @@ static int instr_error(lua_State *L, struct sb_lua *sb, int level)
 	lua_Debug ar;
 	char where[128] = "";
 
-	sb->instr_hit = 1;
-	lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+	if (sb->depth > 0) {
+		sb->instr_hit = 1;
+		lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+	}
 	if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
 		snprintf(where, sizeof(where), "%s:%d: ", ar.short_src, ar.currentline);
 	lua_pushfstring(L, "%sscript exceeded its instruction limit (%I instructions)",
@@ -126,18 +128,22 @@ static void hook(lua_State *L, lua_Debug *ar)
 	instr_error(L, sb, 0);
 }
 
+/* Instructions left to this call (outside a call: to one C operation). */
+static long budget(const struct sb_lua *sb)
+{
+	if (sb->depth == 0)
+		return sb->lim.call_instr;
+	return sb->instr_hit ? 0 : sb->lim.call_instr - sb->instr;
+}
+
 /* Count `work' to be done in C against the budget, before doing it. */
 static void charge(lua_State *L, double work)
 {
 	struct sb_lua *sb = sb_lua_from(L);
-	long left = sb->depth == 0 ? sb->lim.call_instr :
-	    sb->instr_hit ? 0 : sb->lim.call_instr - sb->instr;
 
-	if (work <= 0)
-		return;
-	if (work > (double)left)
+	if (work > (double)budget(sb))
 		instr_error(L, sb, 1);
-	if (sb->depth > 0)
+	if (work > 0 && sb->depth > 0)
 		sb->instr += (long)work;
 }
 
@@ -364,8 +370,10 @@ static const char *pm_match(struct pm *m, const char *s, const char *p)
 	if (m->depth-- == 0)
 		return pm_fail(m);	/* the real one says "pattern too complex" */
 again:
-	if (--m->left < 0 || m->stop || p == m->pe) {
-		s = m->stop || m->left < 0 ? pm_fail(m) : s;
+	if (--m->left < 0 || m->stop) {
+		s = pm_fail(m);
+	} else if (p == m->pe) {
+		;			/* the whole pattern matched */
 	} else if (*p == '(') {
 		s = pm_capture(m, s, p + 1 + (p[1] == ')'), p[1] == ')' ? PM_POS : PM_OPEN);
 	} else if (*p == ')') {
@@ -484,10 +492,11 @@ static int pattern_call(lua_State *L, int kind)
 		m.s0 = s;
 		m.se = s + ls;
 		m.pe = p + lp;
-		m.left = sb->lim.call_instr;
+		m.left = budget(sb);
 		pm_search(&m, s + init, p, kind == 'm' ? 'f' : kind, max_s);
-		charge(L, m.left < 0 ? (double)sb->lim.call_instr + 1 :
-		    (double)(sb->lim.call_instr - m.left));
+		if (m.left < 0)
+			instr_error(L, sb, 1);
+		charge(L, (double)(budget(sb) - m.left));
 	}
 	orig(L);
 	if (kind == 's' && lua_rawlen(L, 1) > sb->lim.str_max)
@@ -529,62 +538,39 @@ static int s_format(lua_State *L)
 	return 1;
 }
 
-/* table.concat, bounded by str_max; each element costs an instruction. */
-static int t_concat(lua_State *L)
-{
-	size_t lsep, l, total = 0, max = sb_lua_from(L)->lim.str_max;
-	const char *sep = luaL_optlstring(L, 2, "", &lsep);
-	lua_Integer i, last;
-	luaL_Buffer b;
-
-	luaL_checktype(L, 1, LUA_TTABLE);
-	i = luaL_optinteger(L, 3, 1);
-	last = luaL_opt(L, luaL_checkinteger, 4, luaL_len(L, 1));
-	charge(L, (double)last - (double)i + 1);
-	luaL_buffinit(L, &b);
-	for (; i <= last; i++) {
-		lua_geti(L, 1, i);
-		if (!lua_isstring(L, -1))
-			return luaL_error(L, "invalid value (at index %I) in table for 'concat'", i);
-		lua_tolstring(L, -1, &l);
-		if ((total += l + (i < last ? lsep : 0)) > max)
-			return luaL_error(L, "table.concat: result longer than %I bytes",
-			    (lua_Integer)max);
-		luaL_addvalue(&b);
-		if (i == last)
-			break;		/* i++ could overflow */
-		luaL_addlstring(&b, sep, lsep);
-	}
-	luaL_pushresult(&b);
-	return 1;
-}
-
 /*
- * table.insert, remove, move and sort shift elements in C, and a table whose
- * __len claims 2^60 elements would keep them busy for ever: charge the shift
- * to the budget first.  (So __len runs twice for insert, remove and sort.)
+ * table.insert, remove, move, sort and concat loop in C, and a table whose
+ * __len claims 2^60 elements would keep them busy for ever: charge the loop
+ * to the budget first (so __len runs twice).  concat is also bounded by
+ * str_max.
  */
-static int t_shift(lua_State *L)
+static int t_bounded(lua_State *L)
 {
 	int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+	size_t max = sb_lua_from(L)->lim.str_max;
 	double n, bits = 1, x;
 
 	if (kind == 'm')
 		charge(L, (double)luaL_checkinteger(L, 3) - (double)luaL_checkinteger(L, 2) + 1);
-	else if (lua_type(L, 1) == LUA_TTABLE && (kind == 's' || (kind == 'i' ?
-	    lua_gettop(L) == 3 : !lua_isnoneornil(L, 2)))) {
+	else if (lua_type(L, 1) == LUA_TTABLE) {	/* else the original complains */
 		n = (double)luaL_len(L, 1);
-		if (kind == 'i')
+		if (kind == 'i' && lua_gettop(L) == 3)
 			charge(L, n + 1 - (double)luaL_checkinteger(L, 2));
-		else if (kind == 'r')
+		else if (kind == 'r' && !lua_isnoneornil(L, 2))
 			charge(L, n - (double)luaL_checkinteger(L, 2));
-		else {
+		else if (kind == 'c')
+			charge(L, (double)luaL_optinteger(L, 4, (lua_Integer)n) -
+			    (double)luaL_optinteger(L, 3, 1) + 1);
+		else if (kind == 's') {
 			for (x = n; x > 1; x /= 2)
 				bits++;
 			charge(L, n * bits);
 		}
 	}
-	return orig(L);
+	orig(L);
+	if (kind == 'c' && lua_rawlen(L, -1) > max)
+		return luaL_error(L, "table.concat: result longer than %I bytes", (lua_Integer)max);
+	return lua_gettop(L);
 }
 
 static int os_date(lua_State *L)
@@ -718,7 +704,8 @@ static int b_setmetatable(lua_State *L)
 	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
 	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
 		return luaL_error(L, "cannot change a protected metatable");
-	if (t == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+	lua_pushliteral(L, "__gc");
+	if (t == LUA_TTABLE && lua_rawget(L, 2) != LUA_TNIL)
 		return luaL_error(L, "__gc metamethods are not allowed");
 	lua_settop(L, 2);
 	lua_setmetatable(L, 1);
@@ -776,6 +763,17 @@ static void wrap(lua_State *L, const char *name, lua_CFunction fn, int up2)
 	lua_setfield(L, -2, name);
 }
 
+/* Copy every field of the table at `from' into the table at `to'. */
+static void merge(lua_State *L, int from, int to)
+{
+	from = lua_absindex(L, from);
+	to = lua_absindex(L, to);
+	for (lua_pushnil(L); lua_next(L, from); lua_rawset(L, to)) {
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+	}
+}
+
 /*
  * Open a library and put a copy of it (only the names in keep, if given) in
  * the sandbox, at index 1; leave the copy on top.  The original stays in the
@@ -791,10 +789,7 @@ static void lib(lua_State *L, const char *name, lua_CFunction open, const char *
 		lua_setfield(L, -2, *keep);
 	}
 	if (keep == NULL)
-		for (lua_pushnil(L); lua_next(L, -3); lua_rawset(L, -4)) {
-			lua_pushvalue(L, -2);
-			lua_insert(L, -2);
-		}
+		merge(L, -2, -1);
 	lua_remove(L, -2);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, 1, name);
@@ -815,10 +810,7 @@ static int build(lua_State *L)
 	lua_newtable(L);					/* 1 */
 	lib(L, "_G", luaopen_base, base);
 	wrap(L, "load", b_load, 0);
-	for (lua_pushnil(L); lua_next(L, 2); lua_rawset(L, 1)) {
-		lua_pushvalue(L, -2);
-		lua_insert(L, -2);
-	}
+	merge(L, 2, 1);
 	lua_settop(L, 1);
 	lua_pushvalue(L, 1);
 	lua_setfield(L, 1, "_G");
@@ -840,10 +832,7 @@ static int build(lua_State *L)
 	wrap(L, "gsub", s_gsub, 0);
 	/* String methods come from a private copy: `string.upper = f' stays local. */
 	lua_newtable(L);					/* 3 */
-	for (lua_pushnil(L); lua_next(L, 2); lua_rawset(L, 3)) {
-		lua_pushvalue(L, -2);
-		lua_insert(L, -2);
-	}
+	merge(L, 2, 3);
 	lua_pushliteral(L, "");
 	lua_getmetatable(L, -1);				/* 5 */
 	lua_pushvalue(L, 3);
@@ -862,12 +851,11 @@ static int build(lua_State *L)
 	lua_settop(L, 1);
 
 	lib(L, "table", luaopen_table, NULL);
-	lua_pushcfunction(L, t_concat);
-	lua_setfield(L, -2, "concat");
-	wrap(L, "insert", t_shift, 'i');
-	wrap(L, "remove", t_shift, 'r');
-	wrap(L, "move", t_shift, 'm');
-	wrap(L, "sort", t_shift, 's');
+	wrap(L, "concat", t_bounded, 'c');
+	wrap(L, "insert", t_bounded, 'i');
+	wrap(L, "remove", t_bounded, 'r');
+	wrap(L, "move", t_bounded, 'm');
+	wrap(L, "sort", t_bounded, 's');
 	lib(L, "os", luaopen_os, os);
 	wrap(L, "date", os_date, 0);
 	lib(L, "coroutine", luaopen_coroutine, NULL);

@@ -17,6 +17,13 @@ WAIT = 30               # default deadline for one condition
 
 _daemons = []
 _tmpdirs = []
+_cleanups = []
+
+
+def add_cleanup(fn):
+    """Have cleanup() call fn() after the test (last added, first called),
+    e.g. to stop a server the test started.  fn may return an error text."""
+    _cleanups.append(fn)
 
 
 def configure(build):
@@ -147,6 +154,14 @@ def cleanup():
         if d.proc and d.proc.returncode not in (0, None, -9) and not getattr(d, "expect_fail", False):
             problems.append("daemon exited with status %s" % d.proc.returncode)
     _daemons.clear()
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            msg = fn()
+        except Exception as e:  # noqa: B902 - report, then go on cleaning
+            msg = "cleanup %r failed: %r" % (fn, e)
+        if msg:
+            problems.append(msg)
     for t in _tmpdirs:
         shutil.rmtree(t, ignore_errors=True)
     _tmpdirs.clear()
