@@ -1526,8 +1526,8 @@ xc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t errl
 		l->port = (int)sb_conf_int(s, "port", 5222);
 		l->resource = copy_str(s, "resource", "switchboard");
 		l->node = copy_str(s, "node", NULL);
-		if (l->node == NULL && sb_core.conf && sb_core.conf->nnodes == 1)
-			l->node = sb_strdup(sb_core.conf->nodes[0].name);
+		if (l->node == NULL && sb_core.opening && sb_core.opening->nnodes == 1)
+			l->node = sb_strdup(sb_core.opening->nodes[0].name);
 		if (l->node == NULL) {
 			snprintf(err, errlen, "client mode needs 'node': the node this account represents");
 			goto fail;

@@ -167,36 +167,80 @@ channel_start(struct sb_channel *ch)
  * parses, so a bad section fails here before anything running is touched.
  * The console is always there, even if the config names none.
  */
+static struct sb_channel **channels_open_1(const struct sb_config *, size_t *, char *, size_t);
+
+/* What decides whether a running channel can stay: its section, and for
+ * the console the socket path, which comes from elsewhere. */
+static char *
+fingerprint_of(const struct sb_channel_driver *d, const char *section,
+               const struct sb_config *conf)
+{
+	const char *sock = sb_core.socket_override ? sb_core.socket_override : conf->socket;
+
+	if (d == &sb_chan_console)
+		return sb_asprintf("%s|socket=%s", section, sock);
+	return sb_strdup(section);
+}
+
 static struct sb_channel **
 channels_open(const struct sb_config *conf, size_t *np, char *err, size_t errlen)
+{
+	struct sb_channel **v;
+
+	sb_core.opening = conf;
+	v = channels_open_1(conf, np, err, errlen);
+	sb_core.opening = NULL;
+	return v;
+}
+
+static struct sb_channel **
+channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errlen)
 {
 	struct sb_channel **v = sb_calloc(conf->nchannels + 2, sizeof(*v));
 	size_t n = 0;
 	int have_console = 0;
+	char *fp;
 
 	for (size_t i = 0; i < conf->nchannels; i++)
 		have_console |= conf->channels[i].driver == &sb_chan_console;
+	fp = fingerprint_of(&sb_chan_console, "", conf);
 	if (!have_console && (v[n] = sb_channel_find("console")) != NULL &&
-	    v[n]->drv == &sb_chan_console && strcmp(v[n]->fingerprint, "") == 0) {
-		n++;		/* the implicit console keeps running */
+	    v[n]->drv == &sb_chan_console && strcmp(v[n]->fingerprint, fp) == 0) {
+		/* the implicit console keeps running, in the new context */
+		free(v[n]->context);
+		free(v[n]->group_context);
+		v[n]->context = sb_strdup(conf->default_context);
+		v[n]->group_context = sb_strdup(conf->default_context);
+		n++;
 	} else if (!have_console) {
 		v[n] = channel_open(&sb_chan_console, "console", conf->default_context,
-		    conf->default_context, "", NULL, err, errlen);
-		if (v[n] == NULL)
+		    conf->default_context, fp, NULL, err, errlen);
+		if (v[n] == NULL) {
+			free(fp);
 			goto fail;
+		}
 		n++;
 	}
+	free(fp);
 	for (size_t i = 0; i < conf->nchannels; i++) {
 		const struct sb_chan_conf *cc = &conf->channels[i];
 		struct sb_channel *old = sb_channel_find(cc->name);
 
-		if (old && old->drv == cc->driver &&
-		    strcmp(old->fingerprint, cc->fingerprint) == 0) {
-			v[n++] = old;	/* unchanged: keeps running */
+		fp = fingerprint_of(cc->driver, cc->fingerprint, conf);
+		if (old && old->drv == cc->driver && strcmp(old->fingerprint, fp) == 0) {
+			/* Unchanged: keeps running; its context may come from
+			 * daemon.default_context, which may have changed. */
+			free(old->context);
+			free(old->group_context);
+			old->context = sb_strdup(cc->context);
+			old->group_context = sb_strdup(cc->group_context);
+			v[n++] = old;
+			free(fp);
 			continue;
 		}
 		v[n] = channel_open(cc->driver, cc->name, cc->context, cc->group_context,
-		    cc->fingerprint, cc->setting, err, errlen);
+		    fp, cc->setting, err, errlen);
+		free(fp);
 		if (v[n] == NULL)
 			goto fail;
 		n++;
@@ -329,8 +373,7 @@ apply_daemon(const struct sb_config *conf)
 {
 	sb_core.socket = sb_core.socket_override ? sb_core.socket_override : conf->socket;
 	sb_core.state_dir = sb_core.state_override ? sb_core.state_override : conf->state_dir;
-	if (sb_log_get_level() != SB_LOG_DEBUG || conf->log_level == SB_LOG_DEBUG)
-		sb_log_set_level(conf->log_level);
+	sb_log_set_level(sb_core.verbose ? SB_LOG_DEBUG : (enum sb_log_level)conf->log_level);
 }
 
 int

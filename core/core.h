@@ -20,7 +20,11 @@ struct sb_core {
 	const char *socket;		/* in effect */
 	const char *state_dir;		/* in effect */
 	int     foreground;
+	int     verbose;		/* -v: debug logging whatever the config says */
 	int     stopping;
+	/* The config whose channels are being opened (at start, reload or
+	 * --check-config): drivers that need the rest of it look here. */
+	const struct sb_config *opening;
 };
 
 extern struct sb_core sb_core;

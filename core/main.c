@@ -198,7 +198,10 @@ main(int argc, char **argv)
 		case 'f': foreground = 1; break;
 		case 's': sb_core.socket_override = optarg; break;
 		case 'd': sb_core.state_override = optarg; break;
-		case 'v': sb_log_set_level(SB_LOG_DEBUG); break;
+		case 'v':
+			sb_core.verbose = 1;
+			sb_log_set_level(SB_LOG_DEBUG);
+			break;
 		case 'x': exec = optarg; break;
 		case 't':
 			timeout = atoi(optarg);
