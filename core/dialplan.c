@@ -431,7 +431,7 @@ resume_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 			lua_setfield(co, -2, "firmware");
 			break;
 		}
-		lua_pushstring(co, sb_power_name(r->power));
+		nres = 1;	/* success is one value: "if err then" must work */
 	}
 	answer_clear(r);
 	resume_run(r, nres);

@@ -13,12 +13,15 @@ __sb = nil
 local type, pairs, ipairs, tostring, tonumber, error, pcall, select =
 	type, pairs, ipairs, tostring, tonumber, error, pcall, select
 local setmetatable, rawget, next = setmetatable, rawget, next
-local sfmt, sfind, ssub, slower, sgmatch, smatch, sgsub =
-	string.format, string.find, string.sub, string.lower, string.gmatch,
-	string.match, string.gsub
+-- Scripts share these library tables and may reassign their fields: take
+-- what the engine needs now, so that a script's "string.upper = ..." cannot
+-- change how confirmation codes are read or sensors described.
+local sfmt, sfind, ssub, slower, supper, sgmatch, smatch, sgsub =
+	string.format, string.find, string.sub, string.lower, string.upper,
+	string.gmatch, string.match, string.gsub
 local tconcat, tsort = table.concat, table.sort
 local ostime = os.time
-local floor = math.floor
+local floor, abs = math.floor, math.abs
 
 local STATES = { ok = true, warning = true, critical = true, off = true,
 	maint = true, down = true, unknown = true }
@@ -114,7 +117,7 @@ end
 -- Match argv against a pattern.  A <node> argument that is left out takes
 -- the implied node (the node the message was addressed to).  Returns the
 -- arguments, or nil.
-local function match(elems, argv, implied)
+local function match(elems, argv, implied, misses)
 	local args, n = {}, #argv
 	local function m(ei, ti)
 		local e = elems[ei]
@@ -136,6 +139,7 @@ local function match(elems, argv, implied)
 				v = e.choices[slower(tok)] and slower(tok) or nil
 			elseif e.type == "node" then
 				v = sb.resolve(tok)
+				if v == nil and misses then misses[#misses + 1] = tok end
 			end
 			if v ~= nil then
 				args[e.name] = v
@@ -322,7 +326,7 @@ api.fmtnum = fmtnum
 -- The limit of a severity nearer to the value: the high or the low one.
 local function nearer(v, hi, lo)
 	if hi and lo then
-		if math.abs(v - hi) <= math.abs(v - lo) then return hi, ">=" end
+		if abs(v - hi) <= abs(v - lo) then return hi, ">=" end
 		return lo, "<="
 	end
 	if hi then return hi, ">=" end
@@ -508,12 +512,12 @@ local function wants_confirm(c, args)
 end
 
 local function confirm(req, code)
-	local p = pending[code and string.upper(code) or ""]
+	local p = pending[code and supper(code) or ""]
 	if not p then return fail("unknown or already used confirmation code") end
 	if p.identity ~= req.identity or p.channel ~= req.channel or p.session ~= req.session then
 		return fail("that code was issued to another conversation")
 	end
-	pending[string.upper(code)] = nil
+	pending[supper(code)] = nil
 	if ostime() > p.expires then return fail("confirmation code expired; run the command again") end
 	return execute(p.cmd, req, p.args, p.nodes)
 end
@@ -548,9 +552,24 @@ local function dispatch(req)
 		return a.order < b.order
 	end)
 	local c, args
+	local misses = {}
 	for _, cand in ipairs(cands) do
-		args = match(cand.elems, argv, req.node)
+		args = match(cand.elems, argv, req.node, misses)
 		if args then c = cand break end
+	end
+	if not c and #misses > 0 then
+		-- Had a word that named no node been a node, would the line fit?
+		-- Then the operator mistyped a node: say that, not the usage.
+		local any = sb.nodes()[1]
+		for _, miss in ipairs(any and misses or {}) do
+			local argv2 = {}
+			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
+			for _, cand in ipairs(cands) do
+				if match(cand.elems, argv2, req.node) then
+					return fail(sfmt("no node matches '%s'; try 'nodes'", miss))
+				end
+			end
+		end
 	end
 	if not c then
 		local u = {}
