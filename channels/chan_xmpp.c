@@ -275,6 +275,8 @@ struct xevent {
 
 static void ev_run(void *ud);
 
+static void xevent_free(struct xevent *);
+
 static void
 post_event(struct xlink *l, struct xevent *e)
 {
@@ -282,7 +284,7 @@ post_event(struct xlink *l, struct xevent *e)
 	atomic_fetch_add(&l->refs, 1);
 	if (sb_loop_post(sb_core.loop, ev_run, e) < 0) {
 		atomic_fetch_sub(&l->refs, 1);
-		free(e);
+		xevent_free(e);
 	}
 }
 
@@ -897,6 +899,23 @@ on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 		ns = xmpp_stanza_get_ns(q);
 		name = xmpp_stanza_get_name(q);
 	}
+	if (l->component) {
+		char nodebuf[256];
+		const char *target = node_of_jid(l, xmpp_stanza_get_to(st), nodebuf,
+		    sizeof(nodebuf));
+
+		/* RFC 6120 10.5.3.1: a JID of ours that names no node. */
+		if (target && pres_get(l, target, 0) == NULL) {
+			xmpp_stanza_t *err = xmpp_stanza_reply_error(st, "cancel",
+			    "service-unavailable", NULL);
+
+			if (err) {
+				xmpp_stanza_set_from(err, xmpp_stanza_get_to(st));
+				send_stanza(l, err);
+			}
+			return 1;
+		}
+	}
 	if (ns && strcmp(type, "get") == 0 && strcmp(ns, NS_PING) == 0) {
 		reply_result(l, st, NULL);
 		return 1;
@@ -1138,7 +1157,9 @@ ping(struct xlink *l)
 
 	snprintf(id, sizeof(id), "sbping%lu", ++l->ping_seq);
 	iq = xmpp_iq_new(l->ctx, "get", id);
-	xmpp_stanza_set_to(iq, l->component ? l->server : strchr(l->jid, '@') + 1);
+	/* A component pings its own domain: the server routes it back to us,
+	 * proving the link both ways ("server" is a TCP host, not a JID). */
+	xmpp_stanza_set_to(iq, l->component ? l->domain : strchr(l->jid, '@') + 1);
 	if (l->component)
 		xmpp_stanza_set_from(iq, l->domain);
 	p = new_elem(l->ctx, "ping", NS_PING);
@@ -1230,9 +1251,10 @@ drain(struct xlink *l)
 			if (o->accept) {
 				/* Both ways: ask for theirs too. */
 				send_subscription(l, "subscribe", f, o->to);
-				if (l->component && o->node && *o->node) {
-					struct pres *p = pres_get(l, o->node, 1);
+				struct pres *p = l->component && o->node && *o->node ?
+				    pres_get(l, o->node, 0) : NULL;
 
+				if (p) {
 					watcher_add(&p->w, o->to);
 					send_presence_to(l, p, o->to);
 				}
@@ -1407,7 +1429,12 @@ handle_subscribe(struct xlink *l, struct xevent *e)
 	o->to = sb_strdup(e->from_bare);
 	o->node = sb_strdup(e->to);
 	o->accept = sb_acl_role(identity, &level) != NULL;
-	if (!o->accept)
+	/* In gateway mode, only a node that exists can be subscribed to. */
+	if (o->accept && l->component && *e->to && sb_node_find(e->to) == NULL) {
+		o->accept = 0;
+		sb_notice("xmpp %s: subscription from %s to unknown node %s refused",
+		    l->chan, e->from_bare, e->to);
+	} else if (!o->accept)
 		sb_notice("xmpp %s: subscription request from %s refused: not authorized",
 		    l->chan, e->from_bare);
 	free(identity);
@@ -1459,6 +1486,13 @@ ev_run(void *ud)
 			break;
 		}
 	}
+	xevent_free(e);
+	link_unref(l);
+}
+
+static void
+xevent_free(struct xevent *e)
+{
 	xa_request_free(e->adhoc);
 	free(e->from_bare);
 	free(e->from_full);
@@ -1468,7 +1502,6 @@ ev_run(void *ud)
 	free(e->room);
 	free(e->nick);
 	free(e);
-	link_unref(l);
 }
 
 static char *

@@ -462,6 +462,9 @@ sb_core_shutdown(void)
 	free(chans);
 	chans = NULL;
 	nchans = 0;
+	/* Channel threads are joined now; what they posted last is run (and,
+	 * its channel being gone, dropped) before their memory goes. */
+	sb_loop_run_posted(sb_core.loop);
 	bury(NULL, NULL);
 	free(graveyard);
 	graveyard = NULL;

@@ -547,6 +547,12 @@ drain_tasks(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	}
 }
 
+void
+sb_loop_run_posted(struct sb_loop *loop)
+{
+	drain_tasks(loop, loop->wakefd, SB_READ, NULL);
+}
+
 /* ---- the loop ---- */
 
 struct sb_loop *

@@ -50,6 +50,10 @@ void sb_loop_del_before_sleep(struct sb_loop *, sb_hook_fn *, void *ud);
  * -ENOMEM.  Tasks run in the order posted. */
 int  sb_loop_post(struct sb_loop *, sb_task_fn *, void *ud);
 
+/* Run the tasks posted so far, now (at shutdown, after the threads that
+ * post have been joined, so that nothing they posted is lost or leaked). */
+void sb_loop_run_posted(struct sb_loop *);
+
 /* Run until sb_loop_stop(); returns 0. */
 int  sb_loop_run(struct sb_loop *);
 /* One iteration: wait at most timeout_ms (-1: until something happens). */
