@@ -1,0 +1,157 @@
+/*
+ * xmpp_link.h: what the XMPP channel's two halves share: the core side
+ * (chan_xmpp.c: config, ACL, dispatch, on the loop thread) and the link
+ * (xmpp_link.c: libstrophe, on the channel's own thread).  They meet only
+ * through struct xlink's op queue (core -> link) and xl_post_event()
+ * (link -> core); everything else in struct xlink below "the XMPP thread's
+ * own" is touched by the link thread alone.
+ */
+#ifndef SB_XMPP_LINK_H
+#define SB_XMPP_LINK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <strophe.h>
+
+#define NS_DISCO_INFO  "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING        "urn:xmpp:ping"
+#define NS_MUC         "http://jabber.org/protocol/muc"
+#define NS_MUC_USER    "http://jabber.org/protocol/muc#user"
+#define NS_CARBONS     "urn:xmpp:carbons:2"
+#define NS_DELAY       "urn:xmpp:delay"
+#define NS_VERSION     "jabber:iq:version"
+#define NS_COMMANDS    "http://jabber.org/protocol/commands"
+#define NS_DATA        "jabber:x:data"
+
+#define BUCKETS 4096
+
+/* ---- shared between the core and the XMPP thread ---- */
+
+enum op_kind {
+	OP_PRESENCE,		/* a node's presence changed */
+	OP_MESSAGE,		/* send text */
+	OP_SUBSCRIPTION,	/* answer a subscription request */
+	OP_RAW,			/* send this XML (ad-hoc answers) */
+};
+
+struct op {
+	struct op *next;
+	enum op_kind kind;
+	char   *node;		/* PRESENCE; SUBSCRIPTION: the node asked for */
+	char   *to, *from, *thread, *text;
+	char   *show, *status;	/* PRESENCE */
+	int     unavailable;	/* PRESENCE */
+	int     known;		/* PRESENCE: has a state worth announcing */
+	int     groupchat;	/* MESSAGE */
+	int     accept;		/* SUBSCRIPTION */
+};
+
+struct room {
+	char   *jid;		/* bare room JID */
+	int     joined;
+	uint64_t rejoin_at;	/* ms, 0: none */
+	struct occupant {
+		char   *nick, *real;	/* real: bare JID or NULL if hidden */
+		struct occupant *next;
+	} *occupants;
+};
+
+struct watcher_list {
+	char  **jids;
+	size_t  n;
+};
+
+struct pres {
+	struct pres *next;
+	char   *node;
+	char   *show, *status;
+	int     unavailable, known;
+	struct watcher_list w;
+};
+
+struct xlink {
+	atomic_int refs;
+	/* config, immutable once open() returns */
+	char   *chan;		/* channel instance name */
+	int     component;
+	char   *server;
+	int     port;
+	char   *jid, *password, *resource, *node;	/* client mode */
+	char   *domain, *secret;			/* component mode */
+	int     tls_verify;
+	char   *ca_file;
+	char   *nick;
+	int     silent;
+	size_t  max_message;
+	int     ping_interval, ping_timeout;
+	size_t  queue_max;
+	int     rejoin;
+	char  **watch_cfg;	/* watchers from config */
+	size_t  nwatch_cfg;
+
+	/* the op queue */
+	pthread_mutex_t lock;
+	struct op *head, *tail;
+	int     efd;
+	atomic_int stop;
+	pthread_t thread;
+	int     thread_started;
+	atomic_int closed;	/* the channel was closed: drop events */
+
+	/* status, for describe() */
+	atomic_int connected;
+	atomic_ulong reconnects, stanzas_in, stanzas_out, dropped;
+
+	/* ---- the XMPP thread's own ---- */
+	xmpp_ctx_t *ctx;
+	xmpp_conn_t *conn;
+	int     sock;
+	int     active;		/* a connection attempt or session exists */
+	uint64_t next_connect;
+	unsigned backoff;	/* ms */
+	char   *bound;		/* our full JID (client) */
+	struct room *rooms;
+	size_t  nrooms;
+	struct pres *pres[BUCKETS];
+	struct op *offline, *offline_tail;	/* messages while disconnected */
+	size_t  noffline;
+	uint64_t ping_sent;	/* ms, 0 when none outstanding */
+	uint64_t last_ping;
+	unsigned long ping_seq;
+};
+
+enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC };
+
+struct xevent {
+	struct xlink *l;
+	enum ev_kind kind;
+	char   *from_bare, *from_full, *to, *body, *thread, *room, *nick;
+	int     group;
+	int     up;		/* EV_STATE */
+	struct xa_request *adhoc;	/* EV_ADHOC */
+};
+
+struct xa_request;
+
+/* Both sides. */
+void  xl_op_free(struct op *);
+void  xl_unref(struct xlink *);			/* frees at the last reference */
+void  xl_push_op(struct xlink *, struct op *);	/* core -> link; takes op */
+void  xl_event_free(struct xevent *);
+char *xl_bare_of(const char *jid);		/* NULL-safe, caller frees */
+/* The node a JID of ours names (component: <node>@<domain>; client: the
+ * configured node), in buf; NULL if none. */
+const char *xl_node_of_jid(struct xlink *, const char *to, char *buf, size_t len);
+
+/* Link side. */
+void *xl_thread_main(void *xlink);
+void  xl_post_event(struct xlink *, struct xevent *);	/* takes e */
+
+/* Core side: runs a posted event on the loop thread. */
+void  xl_event_run(void *xevent);
+
+#endif
