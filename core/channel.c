@@ -11,6 +11,8 @@
 static const struct sb_channel_driver *const drivers[] = {
 	&sb_chan_console,
 	&sb_chan_xmpp,
+	&sb_chan_irc,
+	&sb_chan_http,
 };
 
 const struct sb_channel_driver *

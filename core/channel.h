@@ -63,6 +63,8 @@ struct sb_channel {
 
 extern const struct sb_channel_driver sb_chan_console;
 extern const struct sb_channel_driver sb_chan_xmpp;
+extern const struct sb_channel_driver sb_chan_irc;
+extern const struct sb_channel_driver sb_chan_http;
 
 const struct sb_channel_driver *sb_channel_driver_find(const char *name);
 const struct sb_channel_driver *sb_channel_driver_at(size_t i);

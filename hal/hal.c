@@ -25,8 +25,8 @@
  */
 static const struct sb_hal_backend *const backends[] = {
 	&sb_hal_sim,
-	/* &sb_hal_linux, */
-	/* &sb_hal_ipmi, */
+	&sb_hal_linux,
+	&sb_hal_ipmi,
 };
 
 const struct sb_hal_backend *

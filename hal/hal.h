@@ -143,6 +143,8 @@ struct sb_hal {
 
 /* The compiled-in backends, and lookup by name. */
 extern const struct sb_hal_backend sb_hal_sim;
+extern const struct sb_hal_backend sb_hal_linux;
+extern const struct sb_hal_backend sb_hal_ipmi;
 const struct sb_hal_backend *sb_hal_backend_find(const char *name);
 /* Iterate: i from 0 until NULL. */
 const struct sb_hal_backend *sb_hal_backend_at(size_t i);

@@ -18,13 +18,16 @@ end
 
 local function judge(s, prev)
 	if s.value == nil then return "unknown" end
+	local st = "ok"
 	if past(s.value, s.high_critical, s.low_critical, prev == "critical") then
-		return "critical"
+		st = "critical"
+	elseif past(s.value, s.high_warning, s.low_warning, prev == "critical" or prev == "warning") then
+		st = "warning"
 	end
-	if past(s.value, s.high_warning, s.low_warning, prev == "critical" or prev == "warning") then
-		return "warning"
-	end
-	return "ok"
+	-- The backend's own verdict counts too: alarm flags, a BMC's reading
+	-- of a discrete sensor, limits it knows and we were not told.
+	if RANK[s.state] and RANK[s.state] > RANK[st] then st = s.state end
+	return st
 end
 
 policy(function(node, r)

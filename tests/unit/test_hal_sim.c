@@ -247,7 +247,9 @@ test_backend_table(void **state)
 	assert_null(sb_hal_backend_find("ipmi-nope"));
 	assert_null(sb_hal_backend_find(NULL));
 	assert_ptr_equal(sb_hal_backend_at(0), &sb_hal_sim);
-	assert_null(sb_hal_backend_at(1));
+	assert_ptr_equal(sb_hal_backend_at(1), &sb_hal_linux);
+	assert_ptr_equal(sb_hal_backend_at(2), &sb_hal_ipmi);
+	assert_null(sb_hal_backend_at(3));
 	assert_string_equal(sb_hal_sim.name, "sim");
 	assert_int_equal(sb_hal_sim.abi, SB_HAL_ABI);
 	assert_int_equal(sb_hal_sim.caps, SB_HAL_SENSORS | SB_HAL_POWER |
