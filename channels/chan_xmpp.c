@@ -36,6 +36,7 @@
 #include "channel.h"
 #include "conf.h"
 #include "core.h"
+#include "dialplan.h"
 #include "dispatch.h"
 #include "log.h"
 #include "loop.h"
@@ -75,6 +76,11 @@ static const struct sb_conf_key xmpp_keys[] = {
 	{ "queue_max", SB_CT_INT, 0, NULL, "1000",
 	  "messages kept while disconnected; the oldest are dropped past it, and logged" },
 	{ "rejoin", SB_CT_BOOL, 0, NULL, "true", "rejoin a room after being kicked" },
+	{ "suggest_roster", SB_CT_BOOL, 0, NULL, "false",
+	  "component mode: the first time a node is seen, ask each watcher to subscribe, "
+	  "suggesting roster_group (XEP-0144); for servers without shared rosters" },
+	{ "roster_group", SB_CT_STRING, 0, NULL, "Systems Management",
+	  "the roster group suggest_roster proposes" },
 	{ "watchers", SB_CT_STRINGS, 0, NULL, "[ ]",
 	  "component mode: bare JIDs sent every node's presence at connect (operators)" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
@@ -303,6 +309,8 @@ xc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t errl
 	l->ping_timeout = l->ping_interval > 0 ? (l->ping_interval < 30 ? l->ping_interval : 30) : 0;
 	l->queue_max = (size_t)sb_conf_int(s, "queue_max", 1000);
 	l->rejoin = sb_conf_bool(s, "rejoin", 1);
+	l->suggest = sb_conf_bool(s, "suggest_roster", 0);
+	l->roster_group = copy_str(s, "roster_group", "Systems Management");
 	l->nrooms = rooms ? (size_t)config_setting_length(rooms) : 0;
 	l->rooms = sb_calloc(l->nrooms + 1, sizeof(*l->rooms));
 	for (size_t i = 0; i < l->nrooms; i++)
@@ -323,6 +331,16 @@ static void
 presence_of(const struct sb_node *n, struct op *o)
 {
 	const char *show = "";
+	char lshow[32], lstatus[256];
+
+	/* The dialplan may map states to presence its own way. */
+	if (sb_dialplan_presence(n, lshow, sizeof(lshow), lstatus, sizeof(lstatus)) == 0) {
+		o->known = 1;
+		o->unavailable = strcmp(lshow, "unavailable") == 0;
+		o->show = sb_strdup(o->unavailable ? "" : lshow);
+		o->status = sb_strdup(lstatus);
+		return;
+	}
 
 	o->known = n->state != SB_ST_UNKNOWN;
 	switch (n->state) {

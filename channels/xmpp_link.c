@@ -75,6 +75,7 @@ xl_unref(struct xlink *l)
 	free(l->secret);
 	free(l->ca_file);
 	free(l->nick);
+	free(l->roster_group);
 	for (size_t i = 0; i < l->nwatch_cfg; i++)
 		free(l->watch_cfg[i]);
 	free(l->watch_cfg);
@@ -333,6 +334,42 @@ send_subscription(struct xlink *l, const char *type, const char *from, const cha
 		xmpp_stanza_set_from(s, from);
 	xmpp_stanza_set_to(s, to);
 	send_stanza(l, s);
+}
+
+/*
+ * The fallback when no shared roster puts the nodes in operators' rosters
+ * (off by default): the first time a node is seen on this link, ask each
+ * configured watcher to subscribe to it, with a XEP-0144 roster item
+ * exchange suggesting the group it belongs in.
+ */
+static void
+suggest(struct xlink *l, struct pres *p)
+{
+	char from[512];
+
+	if (!l->component)
+		return;
+	p->suggested = 1;
+	node_jid(l, p->node, from, sizeof(from));
+	for (size_t i = 0; i < l->nwatch_cfg; i++) {
+		xmpp_stanza_t *m = xmpp_message_new(l->ctx, NULL, l->watch_cfg[i], NULL);
+		xmpp_stanza_t *x = xmpp_stanza_new(l->ctx), *item = xmpp_stanza_new(l->ctx);
+
+		send_subscription(l, "subscribe", from, l->watch_cfg[i]);
+		xmpp_stanza_set_from(m, from);
+		xmpp_stanza_set_name(x, "x");
+		xmpp_stanza_set_ns(x, NS_ROSTERX);
+		xmpp_stanza_set_name(item, "item");
+		xmpp_stanza_set_attribute(item, "action", "add");
+		xmpp_stanza_set_attribute(item, "jid", from);
+		xmpp_stanza_set_attribute(item, "name", p->node);
+		add_text_child(l->ctx, item, "group", l->roster_group);
+		xmpp_stanza_add_child(x, item);
+		xmpp_stanza_release(item);
+		xmpp_stanza_add_child(m, x);
+		xmpp_stanza_release(x);
+		send_stanza(l, m);
+	}
 }
 
 static void
@@ -874,8 +911,11 @@ on_connected(struct xlink *l)
 	 * server keeps nothing for a component), then rooms, then what was
 	 * queued while we were away. */
 	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct pres *p = l->pres[b]; p; p = p->next)
+		for (struct pres *p = l->pres[b]; p; p = p->next) {
+			if (l->suggest && p->known && !p->suggested)
+				suggest(l, p);
 			announce(l, p);
+		}
 	for (size_t i = 0; i < l->nrooms; i++) {
 		l->rooms[i].joined = 0;
 		occupants_clear(&l->rooms[i]);
@@ -1022,8 +1062,11 @@ drain(struct xlink *l)
 			o->show = o->status = NULL;
 			p->unavailable = o->unavailable;
 			p->known = o->known;
-			if (online)
+			if (online) {
+				if (l->suggest && p->known && !p->suggested)
+					suggest(l, p);
 				announce(l, p);
+			}
 			xl_op_free(o);
 			break;
 		}

@@ -26,6 +26,7 @@
 #define NS_VERSION     "jabber:iq:version"
 #define NS_COMMANDS    "http://jabber.org/protocol/commands"
 #define NS_DATA        "jabber:x:data"
+#define NS_ROSTERX     "http://jabber.org/protocol/rosterx"
 
 #define BUCKETS 4096
 
@@ -70,6 +71,7 @@ struct pres {
 	char   *node;
 	char   *show, *status;
 	int     unavailable, known;
+	int     suggested;	/* XEP-0144 suggestion sent on this link */
 	struct watcher_list w;
 };
 
@@ -90,6 +92,8 @@ struct xlink {
 	int     ping_interval, ping_timeout;
 	size_t  queue_max;
 	int     rejoin;
+	int     suggest;	/* XEP-0144: suggest new nodes to watchers */
+	char   *roster_group;
 	char  **watch_cfg;	/* watchers from config */
 	size_t  nwatch_cfg;
 

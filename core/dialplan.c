@@ -49,7 +49,7 @@ struct dp {
 	unsigned refs;
 	int     retired;
 	struct sb_lua *lua;
-	int     ref_dispatch, ref_policy, ref_route, ref_begin, ref_commands;
+	int     ref_dispatch, ref_policy, ref_route, ref_begin, ref_commands, ref_presence;
 	int     ref_runs;		/* registry: thread -> run */
 	struct dtimer *timers;
 	long    next_timer_id;
@@ -365,6 +365,8 @@ l_hooks(lua_State *L)
 	dp->ref_begin = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, 1, "commands");
 	dp->ref_commands = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "presence");
+	dp->ref_presence = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -1009,7 +1011,7 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 
 	dp->refs = 1;
 	dp->ref_dispatch = dp->ref_policy = dp->ref_route = dp->ref_begin = LUA_NOREF;
-	dp->ref_commands = LUA_NOREF;
+	dp->ref_commands = dp->ref_presence = LUA_NOREF;
 	if ((dp->lua = sb_lua_new(&lim)) == NULL) {
 		snprintf(err, errlen, "cannot create a Lua state");
 		free(dp);
@@ -1147,6 +1149,33 @@ sb_dialplan_stop(void)
 	sb_dispatch_set_dialplan(NULL, NULL);
 	sb_node_set_policy(NULL, NULL);
 	sb_core_set_router(NULL, NULL);
+}
+
+int
+sb_dialplan_presence(const struct sb_node *n, char *show, size_t showlen, char *status,
+                     size_t statuslen)
+{
+	lua_State *L;
+	char err[512];
+	int rc = -1;
+
+	if (cur == NULL || cur->ref_presence == LUA_NOREF)
+		return -1;
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_presence);
+	push_node(L, n);
+	if (sb_lua_call(cur->lua, 1, 2, err, sizeof(err)) < 0) {
+		sb_warnx("presence mapping failed for %s (the built-in one applies): %s",
+		    n->name, err);
+		return -1;
+	}
+	if (lua_type(L, -2) == LUA_TSTRING) {
+		snprintf(show, showlen, "%s", lua_tostring(L, -2));
+		snprintf(status, statuslen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+		rc = 0;
+	}
+	lua_pop(L, 2);
+	return rc;
 }
 
 int

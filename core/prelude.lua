@@ -229,6 +229,28 @@ function api.policy(fn)
 	policy_fn = fn
 end
 
+-- presence(fn): fn(node) gives the presence a node shows on chat
+-- networks: show ("" for available, "away", "dnd", "xa", "unavailable")
+-- and a status text; nil keeps the built-in mapping.
+local presence_fn = nil
+local SHOWS = { [""] = true, away = true, dnd = true, xa = true, chat = true, unavailable = true }
+
+function api.presence(fn)
+	if type(fn) ~= "function" then error("presence: expected a function", 2) end
+	presence_fn = fn
+end
+
+local function presence(node)
+	if not presence_fn then return nil end
+	local show, status = presence_fn(node)
+	if show == nil then return nil end
+	if not SHOWS[show] then
+		error(sfmt("presence returned show '%s' (expected \"\", away, dnd, xa or unavailable)",
+			tostring(show)), 0)
+	end
+	return show, status ~= nil and tostring(status) or node.reason
+end
+
 function api.route(spec)
 	if type(spec) ~= "table" or type(spec.to) ~= "table" then
 		error("route: expected route { to = { \"channel:address\", ... }, ... }", 2)
@@ -631,6 +653,6 @@ local function begin_file(name)
 end
 
 sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file,
-	commands = api.commands }
+	commands = api.commands, presence = presence }
 
 for k, v in pairs(api) do _ENV[k] = v end

@@ -1097,3 +1097,48 @@ def test_adhoc_client_mode_full_jid():
     res = a.adhoc_run("web@sb.test/switchboard", node, {})
     assert res[-1]["status"] == "completed", [r["xml"] for r in res]
     assert reply_text(res[-1]).startswith("web: ok"), res[-1]["xml"]
+
+
+# ---------------------------------------------------------------- presence mapping, roster suggestions
+
+PRESENCE_MAIL = """
+-- mail shows extended away, with its state in the status; the rest keep
+-- the built-in mapping (nil).
+presence(function(node)
+  if node.name == "mail" then return "xa", "custom: " .. node.state end
+end)
+"""
+
+
+@evidence
+def test_presence_mapping_is_the_dialplans_to_change():
+    f = Farm(scripts={"presence.lua": PRESENCE_MAIL})
+    f.wait_polled()
+    a = f.op("admin")
+    a.wait_presence(node_jid("mail"), ("available", "xa", "custom: ok"))
+    a.wait_presence(node_jid("web"), healthy)
+    f.d.ok("sim set mail cpu_temp 95")
+    a.wait_presence(node_jid("mail"), ("available", "xa", "custom: critical"))
+    f.d.ok("sim set web cpu_temp 95")
+    a.wait_presence(node_jid("web"), ("available", "dnd", "cpu_temp 95 C (critical >= 90)"))
+
+
+@evidence
+def test_component_suggests_roster_items_when_asked():
+    f = Farm(group_operators=("admin", "viewer"),
+             channel_extra='suggest_roster = true; roster_group = "Farm"; '
+                           'watchers = [ "operator@sb.test" ];')
+    s = f.op("operator")
+    f.wait_polled()
+    # The operator is in no shared group: the gateway asks it to subscribe
+    # to each node, with a XEP-0144 item exchange naming the group.
+    m = s.wait_message(lambda m: "rosterx" in m["xml"] and m["from_bare"] == node_jid("mail"),
+                       timeout=LONG)
+    assert "Farm" in m["xml"] and 'action="add"' in m["xml"], m["xml"]
+    wait_for(lambda: any(p["type"] == "subscribe" for p in s.presences_since(0, node_jid("mail"))),
+             LONG, "a subscription request from mail")
+    # Once, not at every state change.
+    f.d.ok("sim set mail cpu_temp 95")
+    s.wait_presence(node_jid("mail"), lambda t, show, st: show == "dnd", timeout=LONG)
+    rosterx = [x for x in s.messages_since(0) if "rosterx" in x["xml"] and x["from_bare"] == node_jid("mail")]
+    assert len(rosterx) == 1, [x["xml"] for x in rosterx]
