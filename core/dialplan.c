@@ -1047,7 +1047,8 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 		scan(dir, "", &files, &nfiles, 0);
 		free(dir);
 	}
-	qsort(files, nfiles, sizeof(*files), file_cmp);
+	if (nfiles > 1)
+		qsort(files, nfiles, sizeof(*files), file_cmp);
 	for (size_t i = 0; i < nfiles; i++) {
 		char *chunk, *buf;
 		size_t len;
