@@ -27,25 +27,10 @@ import threading
 import time
 
 import sbtest
-from sbtest import wait_for
+from sbtest import free_port, port_open, wait_for  # noqa: F401 - re-exported
 
 SERVER_NAME = "irc.sb.test"
 LONG = 60
-
-
-def free_port():
-    """A free loopback TCP port (bind to port 0 and let the kernel pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class _Proc:

@@ -5,6 +5,7 @@ conditions with generous deadlines, and make sure nothing is left running.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +37,22 @@ def tmpdir():
     d = tempfile.mkdtemp(prefix="sb-e2e-")
     _tmpdirs.append(d)
     return d
+
+
+def free_port():
+    """A free loopback TCP port (bind to port 0 and let the kernel pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    """Does something accept TCP connections on host:port?"""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for(pred, timeout=WAIT, what="condition"):
