@@ -1,6 +1,7 @@
 """tools/demo, driven through its standard input as a script would: it
 starts the demo farm (a private prosody and, when the build has the irc
-driver, a private ngircd; then the daemon serving every node as its own
+driver, a private ngircd; with ipmi_sim installed, a simulated BMC read as
+a fifth node, bmc1; then the daemon serving every node as its own
 XMPP JID, a bot in #ops, and the status page), runs the console's commands,
 and when the console ends (or on SIGTERM/SIGINT) leaves no process and no
 temp folder behind.
@@ -71,7 +72,7 @@ def started(pidfile):
 
 
 def running(pid):
-    """True if pid is a live switchboard, prosody or ngircd process (not a
+    """True if pid is a live switchboard, prosody, ngircd or ipmi_sim process (not a
     zombie, and not a later process that happens to reuse the number)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -81,7 +82,8 @@ def running(pid):
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z" and \
-        (b"switchboard" in cmdline or b"prosody" in cmdline or b"ngircd" in cmdline)
+        (b"switchboard" in cmdline or b"prosody" in cmdline or b"ngircd" in cmdline or
+         b"ipmi_sim" in cmdline)
 
 
 def kill_leftovers(pidfile):
@@ -299,7 +301,9 @@ def test_demo_status_page_serves_the_nodes():
         status, ctype, body = http_get(url + "api/nodes")
         assert status == 200 and "json" in ctype, (status, ctype)
         nodes = json.loads(body)["nodes"]
-        assert [n["name"] for n in nodes] == list(NODES), nodes
+        # bmc1, the demo's ipmi_sim node, when ipmi_sim is installed.
+        bmc = ["bmc1"] if info.get("BMC") == "on" else []
+        assert sorted(n["name"] for n in nodes) == sorted(list(NODES) + bmc), nodes
         assert all(n["state"] in ("ok", "unknown") for n in nodes), nodes
         d.close()
         assert_all_gone(d.pidfile, d.tmp, d.output())
@@ -508,6 +512,61 @@ def test_demo_xmpp_client_logs_in_and_sees_the_nodes():
 def run_piped(env, lines="nodes\ncore show channels\nquit\n"):
     p = subprocess.run([DEMO], input=lines, capture_output=True, text=True, timeout=120, env=env)
     return p, p.stdout + p.stderr
+
+
+def test_demo_bmc_node_reads_ipmi_sim():
+    """With ipmi_sim installed the demo starts one, with its own lan.conf
+    and emulation script in the demo's folder, and adds node bmc1 (ipmi
+    backend) beside the four simulated ones; the piped console's first
+    "nodes" already shows it polled; the simulator is stopped with the
+    rest.  SB_DEMO_BMC=0 leaves it out; a simulator that fails to start is
+    left out with the reason, and the farm runs on."""
+    assert shutil.which("ipmi_sim"), "ipmi_sim is not installed (Debian package openipmi)"
+    light = dict(SB_DEMO_XMPP="0", SB_DEMO_IRC="0")
+    t, tmp, pidfile, env = demo_env(**light)
+    env["SB_DEMO_INFO"] = os.path.join(t, "info")
+    try:
+        p, out = run_piped(env, "nodes\nsensors bmc1\ninventory bmc1\nquit\n")
+        assert p.returncode == 0, (p.returncode, out)
+        table = command_output(p.stdout, "nodes")
+        assert set(NODES) | {"bmc1"} <= node_names(table), table
+        line = [ln for ln in table.splitlines() if ln.split()[:1] == ["bmc1"]][0]
+        assert line.split()[1] == "ok", line          # polled: not unknown
+        assert "all 2 sensors normal" in line, line
+        sensors = command_output(p.stdout, "sensors bmc1")
+        assert re.search(r"CPU_Temp\s+45 C\s+ok", sensors), sensors
+        assert re.search(r"FAN1\s+7200 RPM\s+ok", sensors), sensors
+        assert "SB-DEMO-BMC" in command_output(p.stdout, "inventory bmc1"), out
+        assert "A fifth node, bmc1" in p.stdout, out
+        info = read_info(env["SB_DEMO_INFO"])
+        assert info["BMC"] == "on" and info["BMC_NODE"] == "bmc1", info
+        parts = started(pidfile)
+        assert len(parts.get("bmc", [])) == 1, parts
+        # The BMC's password never reaches the output.
+        assert "password" not in p.stdout.lower(), out
+        # ipmi_sim (checked by running(): its PID, still ipmi_sim) is gone.
+        assert_all_gone(pidfile, tmp, p.stdout, xmpp=False, irc=False)
+        assert not running(parts["bmc"][0]), parts
+    finally:
+        kill_leftovers(pidfile)
+
+    for extra, why in (({"SB_DEMO_BMC": "0"}, "SB_DEMO_BMC=0 turned it off"),
+                       ({"SB_DEMO_IPMI_SIM": "/nonexistent/ipmi_sim"},
+                        "/nonexistent/ipmi_sim not found"),
+                       ({"SB_DEMO_IPMI_SIM": "/bin/false"}, "bmc exited during start-up")):
+        t, tmp, pidfile, env = demo_env(**dict(light, **extra))
+        env["SB_DEMO_INFO"] = os.path.join(t, "info")
+        try:
+            p, out = run_piped(env)
+            assert p.returncode == 0, (extra, p.returncode, out)
+            names = node_names(command_output(p.stdout, "nodes"))
+            assert set(NODES) <= names and "bmc1" not in names, (extra, out)
+            assert "The ipmi_sim node bmc1 is off: " + why in p.stdout, (extra, out)
+            info = read_info(env["SB_DEMO_INFO"])
+            assert info["BMC"] == "off" and why in info["BMC_WHY"], info
+            assert_all_gone(pidfile, tmp, p.stdout, xmpp=False, irc=False)
+        finally:
+            kill_leftovers(pidfile)
 
 
 def test_demo_without_prosody_runs_without_xmpp():
