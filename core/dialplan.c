@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -54,6 +55,7 @@ struct dp {
 	struct dtimer *timers;
 	long    next_timer_id;
 	char    last_policy_err[256];
+	time_t  last_policy_log;
 	size_t  nfiles;
 };
 
@@ -818,11 +820,16 @@ dp_policy(struct sb_node *n, const struct sb_hal_result *res, enum sb_state *sta
 		push_readings(L, res->readings);
 	}
 	if (sb_lua_call(cur->lua, 2, 2, err, sizeof(err)) < 0) {
-		/* Log a failing policy once per distinct error, not every poll. */
-		if (strcmp(err, cur->last_policy_err) != 0) {
+		/* Log a failing policy when the error changes, and at most once a
+		 * minute while it repeats: not at every poll of every node, but
+		 * never silenced for good either. */
+		time_t now = time(NULL);
+
+		if (strcmp(err, cur->last_policy_err) != 0 || now - cur->last_policy_log >= 60) {
 			sb_warnx("status policy failed for %s (the built-in one applies): %s",
 			    n->name, err);
 			sb_strlcpy(cur->last_policy_err, err, sizeof(cur->last_policy_err));
+			cur->last_policy_log = now;
 		}
 		return -1;
 	}
