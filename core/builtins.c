@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "acl.h"
+#include "audit.h"
 #include "channel.h"
 #include "conf.h"
 #include "core.h"
@@ -17,6 +18,7 @@
 #include "dispatch.h"
 #include "hal.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 
 #define VERSION_STRING SB_VERSION
@@ -178,16 +180,37 @@ static const struct sb_builtin builtins[] = {
 	  SB_LEVEL_ADMIN, dialplan_reload },
 	{ "sim", "sim set|power|fail|show NODE ...",
 	  "change a simulated node: sensor values, power, failure", SB_LEVEL_ADMIN, sim },
+	{ "audit", "audit [n] [node]",
+	  "the newest n commands (default 20), or those touching a node: who, where, outcome",
+	  SB_LEVEL_ADMIN, sb_audit_cmd },
 };
+
+/* Other modules' built-ins (NULL-terminated tables) follow ours. */
+
 
 size_t
 sb_builtin_count(void)
 {
-	return SB_ARRAY_LEN(builtins);
+	size_t n = SB_ARRAY_LEN(builtins);
+
+	for (const struct sb_builtin *b = sb_notify_builtin_table; b->words; b++)
+		n++;
+	for (const struct sb_builtin *b = sb_maint_builtin_table; b->words; b++)
+		n++;
+	return n;
 }
 
 const struct sb_builtin *
 sb_builtin_at(size_t i)
 {
-	return i < SB_ARRAY_LEN(builtins) ? &builtins[i] : NULL;
+	if (i < SB_ARRAY_LEN(builtins))
+		return &builtins[i];
+	i -= SB_ARRAY_LEN(builtins);
+	for (const struct sb_builtin *b = sb_notify_builtin_table; b->words; b++)
+		if (i-- == 0)
+			return b;
+	for (const struct sb_builtin *b = sb_maint_builtin_table; b->words; b++)
+		if (i-- == 0)
+			return b;
+	return NULL;
 }

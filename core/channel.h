@@ -11,6 +11,7 @@
 #define SB_CHANNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libconfig.h>
 
@@ -19,6 +20,26 @@
 /* reply() flags */
 #define SB_REPLY_DONE 0x1u	/* the command finished; text may be NULL */
 #define SB_REPLY_FAIL 0x2u	/* with DONE: it failed (refused, error) */
+
+/* deliver() results, and what a driver reports with sb_notice_result() */
+#define SB_SEND_DONE     0	/* delivered: the channel's confirmation is in */
+#define SB_SEND_PENDING  1	/* taken; the driver calls sb_notice_result() later */
+#define SB_SEND_LATER    2	/* not now (disconnected, busy, 5xx): retried with backoff */
+#define SB_SEND_FAIL   (-1)	/* never (no such address): dropped, logged, counted */
+
+/*
+ * One spooled notification.  The id is stable: the same on every retry and
+ * after a restart, so that a destination can drop duplicates (XMPP: the
+ * message id "sb-<id>"; webhooks: the JSON's "id").  The text names the
+ * events' own ids ("E12").  Delivery is at least once.
+ */
+struct sb_notice {
+	uint64_t    id;
+	const char *to;		/* address after "channel:", NULL: default audience */
+	const char *text;	/* rendered, may hold newlines */
+	const char *json;	/* {"id":N,"text":...,"events":[{...}]}: for webhooks */
+	unsigned    attempt;	/* 1 on the first try */
+};
 
 struct sb_buf;
 struct sb_channel;
@@ -40,6 +61,14 @@ struct sb_channel_driver {
 	/* Send a notification to an address ("oncall@example.org", "#ops";
 	 * NULL: the driver's default audience).  Optional. */
 	int  (*send)(struct sb_channel *, const char *to, const char *text);
+	/* Deliver a spooled notification (n and its strings are borrowed:
+	 * copy what is kept).  Returns an SB_SEND_* result; with PENDING the
+	 * driver later calls sb_notice_result(n->id, ...) on the loop thread
+	 * (DONE once confirmed: XMPP after a ping round trip that follows the
+	 * message, IRC once written to the socket, a webhook on 2xx; LATER or
+	 * FAIL otherwise).  A PENDING that is never reported is retried after
+	 * a timeout.  Optional: without it, send() is used and 0 means DONE. */
+	int  (*deliver)(struct sb_channel *, const struct sb_notice *n);
 	/* A node's state or reason changed.  Optional. */
 	int  (*presence)(struct sb_channel *, const struct sb_node *);
 	/* One line of status for "core show channels".  Optional. */
@@ -59,7 +88,16 @@ struct sb_channel {
 	int     started;
 	int     silent_refusal;	/* unauthorized senders get no answer */
 	void   *priv;
+	/* Counters for /metrics (the core counts messages; a driver counts
+	 * its reconnects). */
+	uint64_t msgs_in;	/* chat messages handed to the dispatcher */
+	uint64_t msgs_out;	/* replies and notifications sent */
+	uint64_t reconnects;	/* connections re-established after a loss */
 };
+
+/* A driver's answer to a PENDING delivery (loop thread only; an id the
+ * spool no longer waits for is ignored). */
+void sb_notice_result(uint64_t id, int result);
 
 extern const struct sb_channel_driver sb_chan_console;
 extern const struct sb_channel_driver sb_chan_xmpp;

@@ -14,6 +14,7 @@
 
 #include "channel.h"
 #include "conf.h"
+#include "notify.h"
 #include "hal.h"
 #include "log.h"
 #include "util.h"
@@ -95,6 +96,34 @@ static const struct sb_conf_key role_keys[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
+static const struct sb_conf_key rule_keys[] = {
+	{ "command", SB_CT_STRING, 0, NULL, "\"*\"",
+	  "glob over the command's words (\"power\", \"core show nodes\")" },
+	{ "node", SB_CT_STRING, 0, NULL, "-",
+	  "glob over the target nodes: the rule applies if any target matches" },
+	{ "channel", SB_CT_STRING, 0, NULL, "-",
+	  "glob over the channel instance name" },
+	{ "room", SB_CT_STRING, 0, NULL, "-",
+	  "glob over the group conversation: a MUC room's bare JID or an IRC #channel" },
+	{ "where", SB_CT_STRING, 0, NULL, "any",
+	  "direct (one-to-one), group (rooms, IRC channels) or any" },
+	{ "identity", SB_CT_STRING, 0, NULL, "-",
+	  "glob over the sender's identity, e.g. \"xmpp:*@example.org\"" },
+	{ "role", SB_CT_STRING, 0, NULL, "-",
+	  "the role needed, in place of the command's own (raises or lowers it)" },
+	{ "allow", SB_CT_BOOL, 0, NULL, "true",
+	  "false: the command is refused outright where the rule matches" },
+	{ NULL, 0, 0, NULL, NULL, NULL },
+};
+
+static const struct sb_conf_key rate_keys[] = {
+	{ "rate", SB_CT_FLOAT, 0, NULL, "2.0",
+	  "commands per second each identity may send, on average" },
+	{ "burst", SB_CT_INT, 0, NULL, "30",
+	  "commands an identity may send at once; 0 turns the limit off" },
+	{ NULL, 0, 0, NULL, NULL, NULL },
+};
+
 static const struct sb_conf_key top_keys[] = {
 	{ "daemon", SB_CT_GROUP, 0, daemon_keys, NULL, "process-wide settings" },
 	{ "channels", SB_CT_LIST, 0, channel_keys, NULL,
@@ -103,6 +132,12 @@ static const struct sb_conf_key top_keys[] = {
 	{ "acl", SB_CT_LIST, 0, acl_keys, NULL,
 	  "identity globs to roles, first match wins" },
 	{ "roles", SB_CT_LIST, 0, role_keys, NULL, "operator-defined roles" },
+	{ "notify", SB_CT_GROUP, 0, sb_notify_keys, NULL,
+	  "notifications: grouping, deduplication, retries, the spool's bounds" },
+	{ "rules", SB_CT_LIST, 0, rule_keys, NULL,
+	  "per command, node, channel, room and identity: the role needed or a refusal; first match wins" },
+	{ "rate_limit", SB_CT_GROUP, 0, rate_keys, NULL,
+	  "commands per identity (token bucket); the local console is exempt" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -580,6 +615,69 @@ load_acl(struct check *c, struct sb_config *conf)
 	return 0;
 }
 
+static char *
+str_or_null(const config_setting_t *e, const char *key)
+{
+	const char *v = sb_conf_str(e, key, NULL);
+
+	return v ? sb_strdup(v) : NULL;
+}
+
+static int
+load_rules(struct check *c, struct sb_config *conf)
+{
+	config_setting_t *l = config_lookup(&conf->cf, "rules");
+	config_setting_t *r = config_lookup(&conf->cf, "rate_limit");
+	size_t n = l ? (size_t)config_setting_length(l) : 0;
+
+	conf->rules = sb_calloc(n + 1, sizeof(*conf->rules));
+	for (size_t i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+		struct sb_rule_conf *rc = &conf->rules[i];
+		const char *file = config_setting_source_file(e);
+
+		rc->command = str_or_null(e, "command");
+		rc->node = str_or_null(e, "node");
+		rc->channel = str_or_null(e, "channel");
+		rc->room = str_or_null(e, "room");
+		rc->where = str_or_null(e, "where");
+		rc->identity = str_or_null(e, "identity");
+		rc->role = str_or_null(e, "role");
+		rc->allow = sb_conf_bool(e, "allow", 1);
+		rc->file = sb_strdup(file ? file : conf->path);
+		rc->line = (int)config_setting_source_line(e);
+		conf->nrules++;
+		if (rc->where && strcmp(rc->where, "direct") != 0 &&
+		    strcmp(rc->where, "group") != 0 && strcmp(rc->where, "any") != 0) {
+			fail(c, config_setting_get_member(e, "where"),
+			    "rule: where must be \"direct\", \"group\" or \"any\", not \"%s\"",
+			    rc->where);
+			return -1;
+		}
+		if (!rc->allow && rc->role) {
+			fail(c, e, "rule: allow = false refuses the command: it takes no role");
+			return -1;
+		}
+		if (rc->allow && rc->role == NULL && !config_setting_get_member(e, "allow")) {
+			fail(c, e, "rule: say what it does: role = \"...\" or allow = false");
+			return -1;
+		}
+	}
+	conf->rate = sb_conf_float(r, "rate", 2.0);
+	conf->burst = (int)sb_conf_int(r, "burst", 30);
+	if (!(conf->rate > 0 && conf->rate <= 1000)) {
+		fail(c, config_setting_get_member(r, "rate"),
+		    "rate_limit: rate must be more than 0 and at most 1000 commands a second");
+		return -1;
+	}
+	if (conf->burst < 0 || conf->burst > 100000) {
+		fail(c, config_setting_get_member(r, "burst"),
+		    "rate_limit: burst must be between 0 (no limit) and 100000");
+		return -1;
+	}
+	return 0;
+}
+
 struct sb_config *
 sb_conf_load(const char *path, char *err, size_t errlen)
 {
@@ -611,7 +709,7 @@ sb_conf_load(const char *path, char *err, size_t errlen)
 	if (c.failed)
 		goto fail;
 	if (load_daemon(&c, conf) || load_channels(&c, conf) ||
-	    load_nodes(&c, conf) || load_acl(&c, conf))
+	    load_nodes(&c, conf) || load_acl(&c, conf) || load_rules(&c, conf))
 		goto fail;
 	return conf;
 fail:
@@ -647,6 +745,19 @@ sb_conf_free(struct sb_config *conf)
 		free(conf->roles[i].inherits);
 	}
 	free(conf->roles);
+	for (size_t i = 0; i < conf->nrules; i++) {
+		struct sb_rule_conf *rc = &conf->rules[i];
+
+		free(rc->command);
+		free(rc->node);
+		free(rc->channel);
+		free(rc->room);
+		free(rc->where);
+		free(rc->identity);
+		free(rc->role);
+		free(rc->file);
+	}
+	free(conf->rules);
 	strings_free(conf->scripts, conf->nscripts);
 	free(conf->socket);
 	free(conf->state_dir);

@@ -47,6 +47,21 @@ struct sb_role_conf {
 	int     line;
 };
 
+/* One entry of "rules": who may run which command where.  Every match
+ * field is a glob, NULL for "any". */
+struct sb_rule_conf {
+	char   *command;	/* the command's words: "power", "core show nodes" */
+	char   *node;		/* matches if any target node matches */
+	char   *channel;	/* channel instance name */
+	char   *room;		/* group conversation: MUC room, IRC #channel */
+	char   *where;		/* "direct", "group" or NULL (any) */
+	char   *identity;
+	char   *role;		/* minimum role; NULL: the command's own */
+	int     allow;		/* 0: allow = false, denied outright */
+	char   *file;		/* where it was written, for messages */
+	int     line;
+};
+
 struct sb_node_conf {
 	char   *name;
 	char  **groups;
@@ -90,6 +105,10 @@ struct sb_config {
 	size_t  nacl;
 	struct sb_role_conf *roles;
 	size_t  nroles;
+	struct sb_rule_conf *rules;
+	size_t  nrules;
+	double  rate;		/* rate_limit: commands per second per identity */
+	int     burst;		/* and how many may come at once; 0: no limit */
 };
 
 /* Load and check path.  On error returns NULL and writes "file:line: msg"

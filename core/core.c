@@ -20,6 +20,7 @@
 #include "log.h"
 #include "loop.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 
 struct sb_core sb_core;
@@ -31,8 +32,6 @@ static size_t nchans;
 static struct sb_channel **graveyard;
 static size_t ngraveyard;
 
-static sb_route_fn *router;
-static void *router_ud;
 
 /* ---- channel instances ---- */
 
@@ -283,43 +282,41 @@ channels_commit(struct sb_channel **v, size_t n)
 static void
 on_state(struct sb_node *n, enum sb_state old, void *ud)
 {
-	const char *sev;
-	char text[512];
+	struct sb_event_in ev = { .source = "state", .node = n->name };
+	char text[512], key[300];
 
 	(void)ud;
 	switch (n->state) {
 	case SB_ST_CRITICAL:
 	case SB_ST_DOWN:
-		sev = "critical";
+		ev.severity = "critical";
 		break;
 	case SB_ST_WARNING:
-		sev = "warning";
+		ev.severity = "warning";
 		break;
 	default:
-		sev = "info";
+		/* ok, off, maint, unknown: whatever was wrong is over. */
+		ev.severity = "info";
+		ev.resolved = 1;
 		break;
 	}
 	snprintf(text, sizeof(text), "%s: %s -> %s: %s", n->name, sb_state_name(old),
 	    sb_state_name(n->state), n->reason);
-	sb_core_event("state", n->name, sev, text);
-}
-
-void
-sb_core_set_router(sb_route_fn *fn, void *ud)
-{
-	router = fn;
-	router_ud = ud;
+	snprintf(key, sizeof(key), "state/%s", n->name);
+	ev.text = text;
+	ev.key = key;
+	sb_event_submit(&ev, NULL, NULL);
 }
 
 void
 sb_core_event(const char *source, const char *node, const char *severity,
               const char *text)
 {
-	if (router) {
-		router(source, node, severity, text, router_ud);
-		return;
-	}
-	sb_deliver("console", text);
+	struct sb_event_in ev = { .source = source, .node = node, .severity = severity,
+	    .text = text };
+
+	if (sb_event_submit(&ev, NULL, NULL) < 0)
+		sb_deliver("console", text);
 }
 
 int
@@ -386,7 +383,10 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 	apply_daemon(conf);
 	if (make_state_dir(sb_core.state_dir, err, errlen) < 0)
 		return -1;
-	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0 ||
+	    sb_notify_start(sb_core.state_dir, err, errlen) < 0)
+		return -1;
+	if (sb_acl_configure(conf, err, errlen) < 0)
 		return -1;
 	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
 		return -1;
@@ -397,6 +397,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
 		return -1;
 	channels_commit(v, n);
+	sb_notify_go();
 	/* Without its control socket the daemon cannot be driven: fatal. */
 	for (size_t i = 0; i < nchans; i++)
 		if (chans[i]->drv == &sb_chan_console && !chans[i]->started) {
@@ -416,7 +417,9 @@ sb_core_reload(char *err, size_t errlen)
 
 	if ((conf = sb_conf_load(sb_core.conf_path, err, errlen)) == NULL)
 		goto fail;
-	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
+		goto fail_conf;
+	if (sb_acl_configure(conf, err, errlen) < 0)
 		goto fail_conf;
 	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
 		goto fail_acl;
@@ -438,7 +441,7 @@ fail_acl:
 	{
 		char ignore[256];
 
-		sb_acl_apply(old->path, old->acl, old->nacl, old->roles, old->nroles, ignore, sizeof(ignore));
+		sb_acl_configure(old, ignore, sizeof(ignore));
 	}
 fail_conf:
 	sb_conf_free(conf);
@@ -457,6 +460,7 @@ sb_core_stop(void)
 void
 sb_core_shutdown(void)
 {
+	sb_notify_hold();
 	for (size_t i = nchans; i-- > 0;)
 		channel_retire(chans[i]);
 	free(chans);
@@ -469,6 +473,7 @@ sb_core_shutdown(void)
 	free(graveyard);
 	graveyard = NULL;
 	sb_dialplan_stop();
+	sb_notify_stop();
 	sb_nodes_clear();
 	sb_acl_clear();
 	sb_conf_free(sb_core.conf);
@@ -482,6 +487,8 @@ sb_core_check(const struct sb_config *conf, char *err, size_t errlen)
 	size_t n;
 
 	/* Everything a start would parse, without starting anything. */
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < conf->nnodes; i++) {
 		const struct sb_node_conf *c = &conf->nodes[i];
 		char msg[256] = "", where[256];
@@ -494,7 +501,7 @@ sb_core_check(const struct sb_config *conf, char *err, size_t errlen)
 		}
 		sb_hal_close(h);
 	}
-	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles, err, errlen) < 0)
+	if (sb_acl_configure(conf, err, errlen) < 0)
 		return -1;
 	sb_acl_clear();
 	if ((v = channels_open(conf, &n, err, errlen)) == NULL)

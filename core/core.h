@@ -54,11 +54,8 @@ void sb_channel_unregister(struct sb_channel *);
  * destination "channel:address" ("xmpp:oncall@example.org", "console").
  */
 int  sb_deliver(const char *dest, const char *text);
-/* Hook the dialplan uses to route events; NULL: state changes go to every
- * channel's default audience (the console log). */
-typedef void sb_route_fn(const char *source, const char *node, const char *severity,
-                         const char *text, void *ud);
-void sb_core_set_router(sb_route_fn *, void *ud);
+/* An event (notify.h's sb_event_submit without a completion callback); if
+ * the store cannot take it, the text goes to the console at least. */
 void sb_core_event(const char *source, const char *node, const char *severity,
                    const char *text);
 

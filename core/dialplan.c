@@ -36,6 +36,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "node.h"
+#include "notify.h"
 #include "script.h"
 #include "util.h"
 
@@ -332,13 +333,132 @@ l_random_code(lua_State *L)
 	return 1;
 }
 
+/* Who asks, from a caller table { identity, level, channel, kind, room }
+ * at idx (its strings stay borrowed from the table). */
+static void
+who_from(lua_State *L, int idx, struct sb_acl_who *who)
+{
+	const char *kind;
+
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_getfield(L, idx, "identity");
+	who->identity = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+	lua_getfield(L, idx, "level");
+	who->level = (int)lua_tointeger(L, -1);
+	lua_getfield(L, idx, "channel");
+	who->channel = lua_tostring(L, -1);
+	lua_getfield(L, idx, "kind");
+	kind = lua_tostring(L, -1);
+	who->group = kind && strcmp(kind, "group") == 0;
+	lua_getfield(L, idx, "room");
+	who->room = who->group ? lua_tostring(L, -1) : NULL;
+	lua_pop(L, 5);	/* the table still holds the strings */
+}
+
+/* May who run command anywhere: on some node if it takes nodes (any is
+ * set), else with none? */
+static int
+may_anywhere(const struct sb_acl_who *who, const char *command, int any, int own)
+{
+	if (!any || sb_node_count() == 0)
+		return sb_acl_check(who, command, NULL, 0, own, NULL, NULL) == SB_ACL_ALLOW;
+	for (size_t i = 0; i < sb_node_count(); i++) {
+		const char *name = sb_node_at(i)->name;
+
+		if (sb_acl_check(who, command, &name, 1, own, NULL, NULL) == SB_ACL_ALLOW)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * acl_check(who, command, nodes, role, record): may who (a caller table)
+ * run command (its words) on nodes (a list of names; nil: none; true: any
+ * one node, for lists), the command asking for role (a name; nil: it
+ * depends on the arguments)?  true, or false and the refusal.  With record
+ * set, inside a command's run: the command is checked as the dispatcher
+ * sees it, a refusal is logged and its outcome kept for the audit log, and
+ * the nodes are recorded.
+ */
+static int
+l_acl_check(lua_State *L)
+{
+	struct sb_acl_who who;
+	const char *command = luaL_checkstring(L, 2);
+	const char *role = luaL_optstring(L, 4, NULL);
+	int own = role ? sb_acl_level(role) : -1;
+	int record = lua_toboolean(L, 5);
+	struct run *r = record ? run_of(L) : NULL;
+	const char **nodes = NULL;
+	size_t n = 0;
+	char msg[512];
+	int rc;
+
+	who_from(L, 1, &who);
+	if (lua_isboolean(L, 3) || lua_isnoneornil(L, 3)) {
+		if (!record) {
+			lua_pushboolean(L, may_anywhere(&who, command, lua_toboolean(L, 3), own));
+			return 1;
+		}
+	} else {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		n = (size_t)luaL_len(L, 3);
+		if (n > 100000)
+			return luaL_error(L, "acl_check: too many nodes");
+		nodes = sb_calloc(n + 1, sizeof(*nodes));
+		for (size_t i = 0; i < n; i++) {
+			lua_rawgeti(L, 3, (lua_Integer)i + 1);
+			nodes[i] = lua_tostring(L, -1);	/* borrowed from the table */
+			lua_pop(L, 1);
+			if (nodes[i] == NULL) {
+				free(nodes);
+				return luaL_error(L, "acl_check: nodes must be names");
+			}
+		}
+	}
+	if (r == NULL || r->cmd == NULL) {
+		rc = sb_acl_check(&who, command, nodes, n, own, role, NULL);
+		free(nodes);
+		lua_pushboolean(L, rc == SB_ACL_ALLOW);
+		return 1;
+	}
+	if (n) {
+		struct sb_buf b = { 0 };
+
+		for (size_t i = 0; i < n; i++)
+			sb_buf_printf(&b, "%s%s", i ? "," : "", nodes[i]);
+		sb_cmd_set_nodes(r->cmd, b.buf);
+		sb_buf_free(&b);
+	}
+	rc = sb_cmd_allowed(r->cmd, command, nodes, n, own, role, r->cmd->line, msg, sizeof(msg));
+	free(nodes);
+	if (rc == 0) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_pushboolean(L, 0);
+	lua_pushstring(L, msg);
+	return 2;
+}
+
+/* builtins([who]): the built-in commands; with a caller table, only those
+ * it may run there. */
 static int
 l_builtins(lua_State *L)
 {
+	struct sb_acl_who who;
+	int filter = lua_istable(L, 1);
+	lua_Integer k = 0;
+
+	if (filter)
+		who_from(L, 1, &who);
 	lua_newtable(L);
 	for (size_t i = 0; i < sb_builtin_count(); i++) {
 		const struct sb_builtin *b = sb_builtin_at(i);
 
+		if (filter && sb_acl_check(&who, b->words, NULL, 0, b->level, NULL, NULL) !=
+		    SB_ACL_ALLOW)
+			continue;
 		lua_createtable(L, 0, 3);
 		lua_pushstring(L, b->usage);
 		lua_setfield(L, -2, "pattern");
@@ -346,7 +466,7 @@ l_builtins(lua_State *L)
 		lua_setfield(L, -2, "help");
 		lua_pushinteger(L, b->level);
 		lua_setfield(L, -2, "level");
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
+		lua_rawseti(L, -2, ++k);
 	}
 	return 1;
 }
@@ -745,13 +865,13 @@ run_function(struct dp *dp, int fn_ref, struct dtimer *dt)
 /* ---- hooks the core calls ---- */
 
 static const char *
-channel_context(const struct sb_msg *m)
+channel_context(const char *channel, int group)
 {
-	struct sb_channel *ch = sb_channel_find(m->channel);
+	struct sb_channel *ch = channel ? sb_channel_find(channel) : NULL;
 
 	if (ch == NULL)
 		return "default";
-	return m->kind == SB_MSG_GROUP ? ch->group_context : ch->context;
+	return group ? ch->group_context : ch->context;
 }
 
 static int
@@ -777,11 +897,18 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	lua_setfield(co, -2, "role");
 	lua_pushinteger(co, cmd->level);
 	lua_setfield(co, -2, "level");
-	lua_pushstring(co, cmd->msg->channel);
+	/* Where it counts as coming from ("as ... on ... in ..." may say
+	 * otherwise than the message): for contexts and rules. */
+	lua_pushstring(co, cmd->channel ? cmd->channel : cmd->msg->channel);
 	lua_setfield(co, -2, "channel");
-	lua_pushstring(co, cmd->msg->kind == SB_MSG_GROUP ? "group" : "direct");
+	lua_pushstring(co, cmd->group ? "group" : "direct");
 	lua_setfield(co, -2, "kind");
-	lua_pushstring(co, channel_context(cmd->msg));
+	if (cmd->room) {
+		lua_pushstring(co, cmd->room);
+		lua_setfield(co, -2, "room");
+	}
+	lua_pushstring(co, channel_context(cmd->channel ? cmd->channel : cmd->msg->channel,
+	    cmd->group));
 	lua_setfield(co, -2, "context");
 	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
 	lua_setfield(co, -2, "session");
@@ -850,35 +977,193 @@ dp_policy(struct sb_node *n, const struct sb_hal_result *res, enum sb_state *sta
 	return 0;
 }
 
-static void
-dp_route(const char *source, const char *node, const char *severity, const char *text,
-         void *ud)
+/* The prelude's route hook gives { {dest, tier, after}, ..., every = s }. */
+static int
+dp_route(const struct sb_event_view *ev, struct sb_route_plan *plan, void *ud)
 {
 	lua_State *L;
-	char err[1024];
+	char err[1024], id[32];
+	int rc = 0;
 
 	(void)ud;
-	if (cur == NULL) {
-		sb_deliver("console", text);
-		return;
-	}
+	if (cur == NULL)
+		return -1;
 	L = sb_lua_state(cur->lua);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_route);
-	lua_createtable(L, 0, 4);
-	lua_pushstring(L, source);
+	lua_createtable(L, 0, 8);
+	snprintf(id, sizeof(id), "E%lld", (long long)ev->id);
+	lua_pushstring(L, id);
+	lua_setfield(L, -2, "id");
+	lua_pushstring(L, ev->source);
 	lua_setfield(L, -2, "source");
-	if (node) {
-		lua_pushstring(L, node);
+	if (ev->node) {
+		lua_pushstring(L, ev->node);
 		lua_setfield(L, -2, "node");
 	}
-	lua_pushstring(L, severity);
+	lua_pushstring(L, ev->severity);
 	lua_setfield(L, -2, "severity");
-	lua_pushstring(L, text);
+	lua_pushstring(L, ev->text);
 	lua_setfield(L, -2, "text");
-	if (sb_lua_call(cur->lua, 1, 0, err, sizeof(err)) < 0) {
-		sb_warnx("routing failed, event sent to the console: %s", err);
-		sb_deliver("console", text);
+	lua_pushstring(L, ev->key);
+	lua_setfield(L, -2, "key");
+	if (ev->resolves) {
+		snprintf(id, sizeof(id), "E%lld", (long long)ev->resolves);
+		lua_pushstring(L, id);
+		lua_setfield(L, -2, "resolves");
 	}
+	if (ev->resolves_severity) {
+		lua_pushstring(L, ev->resolves_severity);
+		lua_setfield(L, -2, "resolves_severity");
+	}
+	if (sb_lua_call(cur->lua, 1, 1, err, sizeof(err)) < 0) {
+		sb_warnx("routing E%lld failed, sent to the console: %s", (long long)ev->id, err);
+		return -1;
+	}
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	for (lua_Integer i = 1;; i++) {
+		const char *dest;
+
+		if (lua_rawgeti(L, -1, i) != LUA_TTABLE) {
+			lua_pop(L, 1);
+			break;
+		}
+		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -2, 2);
+		lua_rawgeti(L, -3, 3);
+		dest = lua_tostring(L, -3);
+		if (dest)
+			sb_route_plan_add(plan, dest, (int)lua_tointeger(L, -2),
+			    (double)lua_tonumber(L, -1));
+		lua_pop(L, 4);
+	}
+	lua_getfield(L, -1, "every");
+	plan->every = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : 0;
+	lua_pop(L, 2);
+	return rc;
+}
+
+static int
+l_notify(lua_State *L)
+{
+	struct sb_event_in ev = { 0 };
+	int64_t id;
+	char buf[32];
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "source");
+	lua_getfield(L, 1, "node");
+	lua_getfield(L, 1, "severity");
+	lua_getfield(L, 1, "text");
+	lua_getfield(L, 1, "key");
+	lua_getfield(L, 1, "resolved");
+	ev.source = lua_tostring(L, -6);
+	ev.node = lua_tostring(L, -5);
+	ev.severity = lua_tostring(L, -4);
+	ev.text = luaL_checkstring(L, -3);
+	ev.key = lua_tostring(L, -2);
+	ev.resolved = lua_toboolean(L, -1);
+	id = sb_event_submit(&ev, NULL, NULL);
+	lua_pop(L, 6);
+	if (id < 0)
+		return luaL_error(L, "notify: the store cannot take the event");
+	if (id == 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	snprintf(buf, sizeof(buf), "E%lld", (long long)id);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/* ---- webhook handlers: the HTTP channel's Lua handlers ---- */
+
+/*
+ * The prelude registers its webhook runner with __sb.webhooks(fn); the
+ * HTTP channel calls sb_dialplan_webhook(), which calls the runner with
+ * the handler's name, the payload and the request in one protected call
+ * under the usual limits: the payload's conversion too, so that a payload
+ * the sandbox cannot hold is a script error, not a Lua panic.  Handlers do
+ * not yield: hal.* and reply() are not theirs.
+ */
+static int webhook_key;		/* registry: the prelude's webhook runner */
+
+static int
+l_webhooks(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_pushvalue(L, 1);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &webhook_key);
+	return 0;
+}
+
+struct whcall {
+	const char *name;
+	sb_dialplan_push_fn *push;
+	void   *pud;
+	sb_dialplan_event_fn *ev;
+	void   *eud;
+};
+
+static const char *
+wh_field(lua_State *L, int t, const char *k)
+{
+	lua_getfield(L, t, k);
+	return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+}
+
+static int
+webhook_call(lua_State *L)
+{
+	struct whcall *c = lua_touserdata(L, 1);
+	lua_Integer n;
+
+	lua_settop(L, 0);
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &webhook_key) != LUA_TFUNCTION)
+		return luaL_error(L, "this dialplan has no webhook handlers");
+	lua_pushstring(L, c->name);
+	c->push(L, c->pud);
+	lua_call(L, 3, 1);		/* the runner checks what the handler gave */
+	luaL_checktype(L, 1, LUA_TTABLE);
+	n = luaL_len(L, 1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		struct sb_dialplan_event e = { 0 };
+
+		lua_rawgeti(L, 1, i);
+		e.node = wh_field(L, 2, "node");
+		e.severity = wh_field(L, 2, "severity");
+		e.text = wh_field(L, 2, "text");
+		e.key = wh_field(L, 2, "key");
+		lua_getfield(L, 2, "resolved");
+		e.resolved = lua_toboolean(L, -1);
+		if (e.text && e.severity)
+			c->ev(c->eud, &e);
+		lua_settop(L, 1);
+	}
+	return 0;
+}
+
+int
+sb_dialplan_webhook(const char *name, sb_dialplan_push_fn *push, void *pud,
+                    sb_dialplan_event_fn *ev, void *eud, char *err, size_t errlen)
+{
+	struct whcall c = { name, push, pud, ev, eud };
+	lua_State *L;
+
+	if (cur == NULL) {
+		snprintf(err, errlen, "no dialplan is loaded");
+		return -1;
+	}
+	L = sb_lua_state(cur->lua);
+	if (!lua_checkstack(L, 4)) {
+		snprintf(err, errlen, "Lua stack exhausted");
+		return -1;
+	}
+	lua_pushcfunction(L, webhook_call);
+	lua_pushlightuserdata(L, &c);
+	return sb_lua_call(cur->lua, 1, 0, err, errlen);
 }
 
 /* ---- loading ---- */
@@ -1010,10 +1295,12 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	static const luaL_Reg prims[] = {
 		{ "level", l_level }, { "resolve", l_resolve }, { "nodes", l_nodes },
 		{ "node", l_node }, { "in_group", l_in_group }, { "glob", l_glob },
-		{ "reply", l_reply }, { "deliver", l_deliver }, { "log", l_log },
+		{ "reply", l_reply }, { "deliver", l_deliver }, { "notify", l_notify }, { "log", l_log },
 		{ "random_code", l_random_code }, { "builtins", l_builtins },
+		{ "acl_check", l_acl_check },
 		{ "hooks", l_hooks }, { "hal", l_hal }, { "timer", l_timer },
-		{ "cancel", l_cancel }, { NULL, NULL },
+		{ "cancel", l_cancel }, { "webhooks", l_webhooks },	/* webhook handlers */
+		{ NULL, NULL },
 	};
 
 	dp->refs = 1;
@@ -1121,7 +1408,7 @@ sb_dialplan_start(char *err, size_t errlen)
 	cur = dp;
 	sb_dispatch_set_dialplan(dp_dispatch, NULL);
 	sb_node_set_policy(dp_policy, NULL);
-	sb_core_set_router(dp_route, NULL);
+	sb_notify_set_router(dp_route, NULL);
 	sb_info("dialplan loaded: %zu script files", dp->nfiles);
 	return 0;
 }
@@ -1156,7 +1443,7 @@ sb_dialplan_stop(void)
 	cur = NULL;
 	sb_dispatch_set_dialplan(NULL, NULL);
 	sb_node_set_policy(NULL, NULL);
-	sb_core_set_router(NULL, NULL);
+	sb_notify_set_router(NULL, NULL);
 }
 
 int
@@ -1186,20 +1473,15 @@ sb_dialplan_presence(const struct sb_node *n, char *show, size_t showlen, char *
 	return rc;
 }
 
-int
-sb_dialplan_list(const char *context, int level, sb_dialplan_cmd_fn *fn, void *ud)
+/* Call the commands hook with what the caller pushed after it (nargs)
+ * and hand each command to fn. */
+static int
+list_call(lua_State *L, int nargs, sb_dialplan_cmd_fn *fn, void *ud)
 {
-	lua_State *L;
 	char err[512];
 	lua_Integer n;
 
-	if (cur == NULL || cur->ref_commands == LUA_NOREF)
-		return -1;
-	L = sb_lua_state(cur->lua);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_commands);
-	lua_pushstring(L, context);
-	lua_pushinteger(L, level);
-	if (sb_lua_call(cur->lua, 2, 1, err, sizeof(err)) < 0) {
+	if (sb_lua_call(cur->lua, nargs, 1, err, sizeof(err)) < 0) {
 		sb_warnx("listing commands failed: %s", err);
 		return -1;
 	}
@@ -1213,6 +1495,50 @@ sb_dialplan_list(const char *context, int level, sb_dialplan_cmd_fn *fn, void *u
 	}
 	lua_pop(L, 1);
 	return 0;
+}
+
+int
+sb_dialplan_list_for(const struct sb_acl_who *who, const char *context,
+                     sb_dialplan_cmd_fn *fn, void *ud)
+{
+	lua_State *L;
+
+	if (cur == NULL || cur->ref_commands == LUA_NOREF)
+		return -1;
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_commands);
+	lua_createtable(L, 0, 6);
+	lua_pushstring(L, who->identity);
+	lua_setfield(L, -2, "identity");
+	lua_pushinteger(L, who->level);
+	lua_setfield(L, -2, "level");
+	if (who->channel) {
+		lua_pushstring(L, who->channel);
+		lua_setfield(L, -2, "channel");
+	}
+	lua_pushstring(L, who->group ? "group" : "direct");
+	lua_setfield(L, -2, "kind");
+	if (who->room) {
+		lua_pushstring(L, who->room);
+		lua_setfield(L, -2, "room");
+	}
+	lua_pushstring(L, context ? context : channel_context(who->channel, who->group));
+	lua_setfield(L, -2, "context");
+	return list_call(L, 1, fn, ud);
+}
+
+int
+sb_dialplan_list(const char *context, int level, sb_dialplan_cmd_fn *fn, void *ud)
+{
+	lua_State *L;
+
+	if (cur == NULL || cur->ref_commands == LUA_NOREF)
+		return -1;
+	L = sb_lua_state(cur->lua);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, cur->ref_commands);
+	lua_pushstring(L, context);
+	lua_pushinteger(L, level);
+	return list_call(L, 2, fn, ud);
 }
 
 size_t

@@ -11,6 +11,7 @@
 #define SB_DISPATCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -31,10 +32,46 @@ struct sb_cmd {
 	const char *rest;	/* line after the command's words, blanks skipped */
 	int     done;
 	void   *ud;		/* whoever runs it owns and frees this */
+	/* Where it counts as coming from, for rules and the dialplan: the
+	 * message's, unless "as IDENTITY on CHANNEL in ROOM" said otherwise
+	 * (replies still go to msg's conversation). */
+	char   *channel;
+	int     group;		/* from a room or IRC channel */
+	char   *room;		/* that conversation, NULL when direct */
+	/* For the audit log (audit.h), written when the command ends. */
+	char   *heard;		/* the line as it arrived, sanitised */
+	char   *nodes;		/* its target nodes, "web,db", or NULL */
+	const char *outcome;	/* static: "refused", "denied", "rate-limited";
+				   NULL: "ok", "confirm" or "failed" at the end */
+	int     rated;		/* the rate limit was applied */
 };
 
 /* Takes msg. */
 void sb_dispatch(struct sb_msg *);
+
+/* Every command that reached the dispatcher, on any channel, by outcome
+ * (for /metrics).  refused: unknown sender, permission denied, an ACL rule
+ * or the rate limit; failed: it ran (or tried to) and failed. */
+struct sb_dispatch_stats {
+	uint64_t ok;
+	uint64_t failed;
+	uint64_t refused;
+	uint64_t rate_limited;	/* also counted in refused */
+};
+void sb_dispatch_stats(struct sb_dispatch_stats *);
+
+struct sb_acl_who;
+/* Who cmd runs as and from where, for sb_acl_check (borrows cmd's strings). */
+void sb_cmd_who(const struct sb_cmd *, struct sb_acl_who *);
+/* May cmd run command (its words) on nodes (borrowed), the command asking
+ * for own_level named own_role (NULL: a built-in name)?  0 if so; else -1:
+ * the refusal is logged, cmd's outcome set and msg holds the answer, which
+ * quotes what ("'power web cycle' needs role operator"). */
+int  sb_cmd_allowed(struct sb_cmd *, const char *command, const char *const *nodes, size_t n,
+                    int own_level, const char *own_role, const char *what, char *msg,
+                    size_t msglen);
+/* Record cmd's target nodes for the audit log (copied). */
+void sb_cmd_set_nodes(struct sb_cmd *, const char *nodes);
 
 void sb_cmd_reply(struct sb_cmd *, const char *text);
 void sb_cmd_replyf(struct sb_cmd *, const char *fmt, ...) SB_PRINTF(2, 3);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "loop.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 
 static struct sb_node **nodes;
@@ -225,6 +226,7 @@ poll_done(struct sb_hal *hal, const struct sb_hal_result *r, void *ud)
 	struct sb_node *n = ud;
 	enum sb_state st;
 	char reason[256];
+	const char *why;
 
 	(void)hal;
 	n->polling = 0;
@@ -244,6 +246,12 @@ poll_done(struct sb_hal *hal, const struct sb_hal_result *r, void *ud)
 	reason[0] = '\0';
 	if (policy == NULL || policy(n, r, &st, reason, sizeof(reason), policy_ud) < 0)
 		sb_policy_builtin(n, r, &st, reason, sizeof(reason));
+	/* Maintenance outranks what the sensors say (they are read all the
+	 * same, so "status" shows them). */
+	if (sb_notify_in_maint(n->name, &why)) {
+		st = SB_ST_MAINT;
+		snprintf(reason, sizeof(reason), "maintenance%s%s", *why ? ": " : "", why);
+	}
 	sb_node_set_state(n, st, reason);
 	sb_node_unref(n);
 }

@@ -20,7 +20,7 @@ local sfmt, sfind, ssub, slower, supper, sgmatch, smatch, sgsub =
 	string.format, string.find, string.sub, string.lower, string.upper,
 	string.gmatch, string.match, string.gsub
 local tconcat, tsort = table.concat, table.sort
-local ostime = os.time
+local ostime, osdate = os.time, os.date
 local floor, abs = math.floor, math.abs
 
 local STATES = { ok = true, warning = true, critical = true, off = true,
@@ -207,9 +207,12 @@ local function register(pat, spec, lvl)
 		describe = spec.describe, order = #commands + 1,
 	}
 	for _, x in ipairs(ctxs) do c.contexts[x] = true end
-	for _, e in ipairs(elems) do
+	local words = {}
+	for i, e in ipairs(elems) do
 		if e.type == "node" and not c.node_arg then c.node_arg = e.name end
+		if e.literal and #words == i - 1 then words[#words + 1] = e.literal end
 	end
+	c.name = tconcat(words, " ")	-- what rules' command globs see: "power" 
 	commands[#commands + 1] = c
 	return c
 end
@@ -251,62 +254,162 @@ local function presence(node)
 	return show, status ~= nil and tostring(status) or node.reason
 end
 
+local DAYS = { sun = 1, mon = 2, tue = 3, wed = 4, thu = 5, fri = 6, sat = 7 }
+
+-- "08:00-18:00" -> minutes from, to (to < from: past midnight).
+local function parse_hours(s)
+	local h1, m1, h2, m2 = smatch(s, "^(%d%d?):(%d%d)%-(%d%d?):(%d%d)$")
+	if not h1 then return nil end
+	return tonumber(h1) * 60 + tonumber(m1), tonumber(h2) * 60 + tonumber(m2)
+end
+
+-- "mon-fri", "sat,sun", "mon" -> set of wday numbers.
+local function parse_days(s)
+	local set = {}
+	for part in sgmatch(s, "[^,]+") do
+		local a, b = smatch(part, "^(%a+)%-(%a+)$")
+		if a then
+			local i, j = DAYS[a], DAYS[b]
+			if not i or not j then return nil end
+			while true do
+				set[i] = true
+				if i == j then break end
+				i = i % 7 + 1
+			end
+		elseif DAYS[part] then
+			set[DAYS[part]] = true
+		else
+			return nil
+		end
+	end
+	return set
+end
+
+local function check_dests(to, what, lvl)
+	if type(to) ~= "table" or #to == 0 then
+		error(sfmt("route: %s must be a list of \"channel:address\"", what), lvl)
+	end
+	for _, d in ipairs(to) do
+		if type(d) ~= "string" or d == "" then
+			error(sfmt("route: %s must be a list of \"channel:address\"", what), lvl)
+		end
+	end
+end
+
+-- route { to = {...}, severity=, source=, node=, group=, hours=, days=,
+--         when=, escalate = { { after = s, to = {...} }, ... }, every = s, stop= }
 function api.route(spec)
 	if type(spec) ~= "table" or type(spec.to) ~= "table" then
 		error("route: expected route { to = { \"channel:address\", ... }, ... }", 2)
 	end
+	check_dests(spec.to, "to", 3)
 	if spec.severity and not SEVERITY[spec.severity] then
 		error("route: severity must be info, warning or critical", 2)
 	end
-	routes[#routes + 1] = spec
+	local r = {}
+	for k, v in pairs(spec) do r[k] = v end
+	if spec.hours then
+		local from, to = parse_hours(tostring(spec.hours))
+		if not from then error("route: hours must look like \"08:00-18:00\"", 2) end
+		r.hours_from, r.hours_to = from, to
+	end
+	if spec.days then
+		r.day_set = parse_days(slower(tostring(spec.days)))
+		if not r.day_set then error("route: days must look like \"mon-fri\" or \"sat,sun\"", 2) end
+	end
+	local esc = spec.escalate
+	if esc ~= nil then
+		if type(esc) ~= "table" then error("route: escalate must be a table", 2) end
+		if esc.to then esc = { esc } end
+		for i, tier in ipairs(esc) do
+			if type(tier) ~= "table" or type(tier.after) ~= "number" or tier.after < 0 then
+				error(sfmt("route: escalate[%d] needs after = seconds and to = {...}", i), 2)
+			end
+			check_dests(tier.to, sfmt("escalate[%d].to", i), 3)
+		end
+		r.escalate = esc
+	end
+	if spec.every ~= nil and (type(spec.every) ~= "number" or spec.every < 1) then
+		error("route: every must be a number of seconds (at least 1)", 2)
+	end
+	routes[#routes + 1] = r
 end
 
-local function deliver_event(ev)
-	local text = ev.text or ""
-	if ev.id then text = sfmt("[%s] %s", ev.id, text) end
-	local done, sent = {}, 0
-	for _, r in ipairs(routes) do
-		local hit = true
-		if r.severity and SEVERITY[ev.severity] < SEVERITY[r.severity] then hit = false end
-		if hit and r.source and r.source ~= ev.source then hit = false end
-		if hit and r.node and not (ev.node and sb.glob(r.node, ev.node)) then hit = false end
-		if hit and r.group and not (ev.node and sb.in_group(ev.node, r.group)) then hit = false end
-		if hit and r.when then
-			local ok, res = pcall(r.when, ev)
-			if not ok then
-				sb.log("warning", "route when(): " .. first_line(res))
-				hit = false
-			else
-				hit = res and true or false
-			end
+local function route_matches(r, ev, now)
+	local sev = ev.severity
+	-- A resolution reaches whoever heard of what it resolves.
+	if ev.resolves_severity and SEVERITY[ev.resolves_severity] > SEVERITY[sev] then
+		sev = ev.resolves_severity
+	end
+	if r.severity and SEVERITY[sev] < SEVERITY[r.severity] then return false end
+	if r.source and r.source ~= ev.source then return false end
+	if r.node and not (ev.node and sb.glob(r.node, ev.node)) then return false end
+	if r.group and not (ev.node and sb.in_group(ev.node, r.group)) then return false end
+	if r.hours_from then
+		local m = now.hour * 60 + now.min
+		local inside
+		if r.hours_from <= r.hours_to then
+			inside = m >= r.hours_from and m < r.hours_to
+		else
+			inside = m >= r.hours_from or m < r.hours_to
 		end
-		if hit then
-			for _, dest in ipairs(r.to) do
-				if not done[dest] then
-					done[dest] = true
-					if sb.deliver(dest, text) then sent = sent + 1 end
-				end
+		if not inside then return false end
+	end
+	if r.day_set and not r.day_set[now.wday] then return false end
+	if r.when then
+		local ok, res = pcall(r.when, ev)
+		if not ok then
+			sb.log("warning", "route when(): " .. first_line(res))
+			return false
+		end
+		return res and true or false
+	end
+	return true
+end
+
+-- The plan for one event: { {dest, tier, after}, ..., every = s }.
+local function plan_event(ev)
+	local plan, seen = {}, {}
+	local now = osdate("*t")
+	local function add(dest, tier, after)
+		if not seen[dest] then
+			seen[dest] = true
+			plan[#plan + 1] = { dest, tier, after }
+		end
+	end
+	for _, r in ipairs(routes) do
+		if route_matches(r, ev, now) then
+			for _, dest in ipairs(r.to) do add(dest, 0, 0) end
+			for i, tier in ipairs(r.escalate or {}) do
+				for _, dest in ipairs(tier.to) do add(dest, i, tier.after) end
+			end
+			if r.every and (plan.every == nil or r.every < plan.every) then
+				plan.every = r.every
 			end
 			if r.stop then break end
 		end
 	end
-	return sent
+	return plan
 end
 
--- notify { severity=, node=, text=, source= }: route an event.
+-- notify { severity=, node=, text=, source=, key=, resolved= }: an event
+-- for the routes.  Returns its id ("E12"), or nil when it repeated an
+-- open event.
 function api.notify(ev)
 	if type(ev) == "string" then ev = { text = ev } end
 	if type(ev) ~= "table" or type(ev.text) ~= "string" then
 		error("notify: expected { text = \"...\", severity = ..., node = ... }", 2)
 	end
 	local e = { text = ev.text, severity = ev.severity or "info",
-		source = ev.source or "script", node = ev.node }
+		source = ev.source or "script", node = ev.node, key = ev.key,
+		resolved = ev.resolved and true or false }
 	if not SEVERITY[e.severity] then
 		error("notify: severity must be info, warning or critical", 2)
 	end
-	seq = seq + 1
-	e.id = ev.id
-	return deliver_event(e)
+	if e.node ~= nil and type(e.node) ~= "string" then
+		error("notify: node must be a node name", 2)
+	end
+	return sb.notify(e)
 end
 
 function api.every(seconds, fn)
@@ -456,12 +559,27 @@ local function static_level(c)
 	return nil
 end
 
+-- commands(caller): only what caller (a command's ctx, or a table with
+-- identity, level, channel, kind, room, context) may run there, by role
+-- and by the rules of the configuration.
 function api.commands(context, level)
+	local caller
+	if type(context) == "table" then
+		caller = context
+		context, level = caller.context, caller.level
+	end
 	local out = {}
 	for _, c in ipairs(commands) do
 		if (context == nil or visible(c, context)) then
 			local l = static_level(c)
-			if level == nil or l == nil or l <= level then
+			local ok
+			if caller then
+				ok = sb.acl_check(caller, c.name, c.node_arg ~= nil,
+					type(c.role) == "string" and c.role or nil)
+			else
+				ok = level == nil or l == nil or l <= level
+			end
+			if ok then
 				out[#out + 1] = { pattern = c.pattern, help = c.help,
 					role = type(c.role) == "string" and c.role or "depends",
 					file = c.where }
@@ -491,7 +609,7 @@ end
 local function execute(c, req, args, nodes)
 	local ctx = {
 		identity = req.identity, role = req.role, level = req.level,
-		channel = req.channel, kind = req.kind, node = req.node,
+		channel = req.channel, kind = req.kind, room = req.room, node = req.node,
 		reply = sb.reply, context = req.context,
 	}
 	if c.node_arg and nodes and not c.multi then
@@ -541,6 +659,10 @@ local function confirm(req, code)
 	end
 	pending[supper(code)] = nil
 	if ostime() > p.expires then return fail("confirmation code expired; run the command again") end
+	-- The rules again: a reload may have changed them since the code was
+	-- given; and the audit log learns the nodes.
+	local ok, why = sb.acl_check(req, p.cmd.name, p.nodes, p.role, true)
+	if not ok then return fail(why) end
 	return execute(p.cmd, req, p.args, p.nodes)
 end
 
@@ -604,20 +726,18 @@ local function dispatch(req)
 		end
 		return fail("usage: " .. tconcat(u, " | ") .. hint)
 	end
-	local role, l = needs(c, args)
-	if req.level < l then
-		sb.log("notice", sfmt("%s (%s) refused '%s': needs %s", req.identity,
-			req.role, req.text, role))
-		return fail(sfmt("permission denied: '%s' needs role %s (you are %s)",
-			req.text, role, req.role))
-	end
+	local role = needs(c, args)
 	local nodes = c.node_arg and args[c.node_arg] or nil
+	-- The role, and the rules for this command, its nodes and where it was
+	-- sent (the C side logs a refusal and keeps it for the audit log).
+	local ok, why = sb.acl_check(req, c.name, nodes, role, true)
+	if not ok then return fail(why) end
 	if wants_confirm(c, args) then
 		sweep()
 		local code
 		repeat code = sb.random_code() until pending[code] == nil
 		pending[code] = {
-			cmd = c, args = args, nodes = nodes, identity = req.identity,
+			cmd = c, args = args, nodes = nodes, role = role, identity = req.identity,
 			channel = req.channel, session = req.session,
 			expires = ostime() + sb.confirm_timeout,
 		}
@@ -644,13 +764,76 @@ local function policy(node, r)
 end
 
 local function route(ev)
-	return deliver_event(ev)
+	return plan_event(ev)
 end
 
 local function begin_file(name)
 	file_name = name
 	file_context = "default"
 end
+
+-- ---------------------------------------------------------------- webhooks
+-- webhook "name" (function(payload, req) ... end) handles POST /hooks/<hook>
+-- for a hook of the HTTP channel configured with handler = "lua:name".  It
+-- returns a list of events { text=, severity=, node=, key=, resolved= }
+-- (or one such table); the channel submits them to the notifier.
+
+local webhooks = {}
+local MAX_WEBHOOK_EVENTS = 100
+
+function api.webhook(name, fn)
+	if type(name) ~= "string" or not smatch(name, "^[%w_%.%-]+$") then
+		error("webhook: expected webhook \"name\" (function(payload, req) ... end)", 2)
+	end
+	if fn ~= nil then
+		if type(fn) ~= "function" then error(sfmt("webhook '%s': expected a function", name), 2) end
+		webhooks[name] = fn
+		return
+	end
+	return function(f)
+		if type(f) ~= "function" then error(sfmt("webhook '%s': expected a function", name), 2) end
+		webhooks[name] = f
+	end
+end
+
+local function run_webhook(name, payload, req)
+	local fn = webhooks[name]
+	if not fn then
+		error(sfmt("no webhook handler '%s' is loaded", name), 0)
+	end
+	local res = fn(payload, req)
+	if type(res) ~= "table" then
+		error(sfmt("webhook '%s' returned %s, not a list of events", name, type(res)), 0)
+	end
+	if res.text ~= nil then res = { res } end
+	if #res > MAX_WEBHOOK_EVENTS then
+		error(sfmt("webhook '%s' returned %d events (at most %d)", name, #res,
+			MAX_WEBHOOK_EVENTS), 0)
+	end
+	local out = {}
+	for i = 1, #res do
+		local e = res[i]
+		local function bad(what)
+			error(sfmt("webhook '%s': event %d: %s", name, i, what), 0)
+		end
+		if type(e) ~= "table" then bad("not a table") end
+		if type(e.text) ~= "string" or e.text == "" then bad("text must be a non-empty string") end
+		local sev = e.severity or "info"
+		if not SEVERITY[sev] then bad("severity must be info, warning or critical") end
+		if e.node ~= nil and type(e.node) ~= "string" then bad("node must be a string") end
+		if e.key ~= nil and (type(e.key) ~= "string" or e.key == "") then
+			bad("key must be a non-empty string")
+		end
+		if e.resolved ~= nil and type(e.resolved) ~= "boolean" then
+			bad("resolved must be true or false")
+		end
+		out[i] = { text = e.text, severity = sev, node = e.node, key = e.key,
+			resolved = e.resolved or false }
+	end
+	return out
+end
+
+sb.webhooks(run_webhook)
 
 sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file,
 	commands = api.commands, presence = presence }

@@ -21,11 +21,12 @@ command "help [<topic...>]" {
 			end
 		end
 		add("confirm <code>", "run a command that asked for confirmation")
-		for _, c in ipairs(commands(ctx.context, ctx.level)) do
+		-- Only what this caller may run here: its role and the rules.
+		for _, c in ipairs(commands(ctx)) do
 			add(c.pattern, c.help)
 		end
-		for _, b in ipairs(builtins()) do
-			if b.level <= ctx.level then add(b.pattern, b.help) end
+		for _, b in ipairs(builtins(ctx)) do
+			add(b.pattern, b.help)
 		end
 		if #lines == 1 and a.topic == nil then
 			return "you may run no commands here"

@@ -35,6 +35,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "node.h"
+#include "notify.h"
 
 #define FAILED (SB_REPLY_DONE | SB_REPLY_FAIL)
 #define DONE   SB_REPLY_DONE
@@ -180,6 +181,9 @@ fake_send(struct sb_channel *ch, const char *to, const char *text)
 {
 	assert_string_equal(ch->name, "test");
 	assert_string_equal(to, "ops");
+	/* Notifications carry their event id first: "[E12] tick A". */
+	if (text[0] == '[' && strstr(text, "] "))
+		text = strstr(text, "] ") + 2;
 	if (strcmp(text, "tick A") == 0)
 		ticks_a++;
 	else if (strcmp(text, "tick B") == 0)
@@ -303,6 +307,7 @@ static const char conf_fmt[] =
 	"  { match = \"test:admin\";  role = \"admin\"; }\n"
 	");\n"
 	"roles = ( { name = \"oncall\"; inherits = \"operator\"; } );\n"
+	"notify = { group_wait = 0.0; };\n"
 	"nodes = (\n"
 	"  { name = \"web\"; groups = [ \"rack1\", \"frontend\" ];\n"
 	"    hal = { backend = \"sim\"; sensors = (\n"
@@ -364,8 +369,13 @@ start(int confirm_timeout)
 		snprintf(err, sizeof(err), "channel names taken");
 		goto fail;
 	}
+	/* Notifications go through the store and the spool, as in the daemon. */
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, sizeof(err)) < 0 ||
+	    sb_notify_start(dir, err, sizeof(err)) < 0)
+		goto fail;
 	if (sb_dialplan_start(err, sizeof(err)) < 0)
 		goto fail;
+	sb_notify_go();
 	ticks_a = ticks_b = sends_other = 0;
 	ndone = 0;
 	return 0;
@@ -402,6 +412,7 @@ teardown(void **state)
 {
 	(void)state;
 	sb_dialplan_stop();
+	sb_notify_stop();
 	sb_channel_unregister(&test_chan);
 	sb_channel_unregister(&ops_chan);
 	sb_nodes_clear();
@@ -1143,8 +1154,9 @@ test_reload_replaces_timers(void **state)
 	assert_int_equal(number("ticks"), 0);
 	expect("test:viewer", "fresh", "fresh", DONE);
 	wait_counter(&ticks_b, 5, "tick B");
-	/* ... and the old ones are gone. */
-	assert_int_equal(ticks_a, a);
+	/* ... and the old ones are gone (a tick the old state notified just
+	 * before the reload is still delivered: accepted is never lost). */
+	assert_true(ticks_a <= a + 1);
 	assert_int_equal(sends_other, 0);
 
 	expect("test:admin", "dialplan reload", "dialplan reloaded (6 script files)", DONE);
@@ -1172,7 +1184,7 @@ test_reload_stops_old_timers_at_once(void **state)
 	assert_int_equal(nreplies, 1);
 	assert_string_equal(replies[0].text, "0");
 	assert_int_equal(replies[0].flags, DONE);
-	assert_int_equal(ticks_a, a);
+	assert_true(ticks_a <= a + 1);	/* one accepted before the reload */
 	assert_true(ticks_b >= 3);	/* the new ticker ran meanwhile */
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_dispatch.c: unit tests for core/dispatch.c (tokenizer, ACL checks,
- * "as", built-ins, the dialplan hook, asynchronous replies) and core/acl.c
- * (roles, inheritance, first-match rules).
+ * "as", built-ins, the dialplan hook, asynchronous replies, rules on
+ * built-ins, the rate limit, the counters) and core/acl.c (roles,
+ * inheritance, first-match identity globs).
  *
  * Messages go through the real sb_dispatch() to a fake channel driver
  * registered with the core as "test" (sb_channel_register); its reply()
@@ -29,7 +30,7 @@
 
 /* ---- the fake channel --------------------------------------------------- */
 
-#define MAX_REPLIES 16
+#define MAX_REPLIES 64
 
 struct reply {
 	char   *text;		/* NULL if the reply had none */
@@ -663,6 +664,135 @@ test_acl_first_match_wins(void **state)
 	expect_one("not authorized", FAILED);
 }
 
+/* ---- rules, the rate limit, counters ------------------------------------ */
+
+static const struct sb_rule_conf version_rules[] = {
+	{ .command = "core show version", .where = (char *)"group", .allow = 0,
+	  .file = (char *)"sb.conf", .line = 40 },
+	{ .command = "core show version", .identity = (char *)"test:olga", .role = (char *)"operator",
+	  .allow = 1, .file = (char *)"sb.conf", .line = 41 },
+};
+
+/* A rule lowers a built-in's role for one identity, and refuses it in
+ * group chat for everyone; the hook sees where the message came from. */
+static void
+test_rules_on_builtins(void **state)
+{
+	struct sb_msg *m;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(sb_acl_rules_apply(version_rules, 2, err, sizeof(err)), 0);
+	send_msg("test:olga", "core show version");
+	expect_one(VERSION_REPLY, SB_REPLY_DONE);
+	replies_clear();
+	send_msg("test:alice", "core show version");
+	expect_one("permission denied: 'core show version' needs role admin", FAILED);
+	replies_clear();
+
+	m = sb_msg_new("test", "console:x", "conv-1", "core show version");
+	m->kind = SB_MSG_GROUP;
+	sb_dispatch(m);
+	expect_one("permission denied: a rule forbids 'core show version' here "
+	    "(group chat in conv-1 on test)", FAILED);
+	replies_clear();
+
+	/* "as ... in ROOM" counts as group chat there; "in direct" not. */
+	send_msg("console:x", "as test:olga in room@muc core show version");
+	expect_one("permission denied: a rule forbids 'core show version' here "
+	    "(group chat in room@muc on test)", FAILED);
+	replies_clear();
+	send_msg("console:x", "as test:olga in direct core show version");
+	expect_one(VERSION_REPLY, SB_REPLY_DONE);
+	replies_clear();
+	send_msg("console:x", "as test:olga on irc in #lobby core show version");
+	expect_one("permission denied: a rule forbids 'core show version' here "
+	    "(group chat in #lobby on irc)", FAILED);
+}
+
+static void
+test_as_sets_where_for_dialplan(void **state)
+{
+	struct seen s = { .take = 0 };
+
+	(void)state;
+	sb_dispatch_set_dialplan(hook, &s);
+	send_msg("console:x", "as test:olga on xmpp in ops@muc power web cycle");
+	assert_int_equal(s.calls, 1);
+	assert_string_equal(s.identity, "test:olga");
+	assert_string_equal(s.argv[0], "power");
+	assert_string_equal(s.rest, "web cycle");
+	expect_one("unknown command 'power'; try 'help'", FAILED);
+}
+
+/* Over the limit: one notice, then silence, and nothing runs; counted. */
+static void
+test_rate_limit_one_notice(void **state)
+{
+	struct seen s = { .take = 0 };
+	struct sb_dispatch_stats before, after;
+	size_t done = 0, texts = 0;
+	uint64_t in0 = test_chan.msgs_in, out0 = test_chan.msgs_out;
+
+	(void)state;
+	sb_acl_rate_set(0.001, 5);	/* no refill within the test */
+	sb_dispatch_set_dialplan(hook, &s);
+	sb_dispatch_stats(&before);
+	for (int i = 0; i < 50; i++)
+		send_msg("test:alice", "status");
+	assert_int_equal(s.calls, 5);		/* only the first five ran */
+	assert_int_equal(nreplies, 50);		/* each ended ... */
+	for (size_t i = 0; i < nreplies; i++) {
+		done += (replies[i].flags & SB_REPLY_DONE) != 0;
+		if (replies[i].text) {
+			texts++;
+			if (i >= 5)
+				assert_true(strncmp(replies[i].text, "rate limit: 5 commands in ", 26) == 0);
+		}
+	}
+	assert_int_equal(done, 50);
+	assert_int_equal(texts, 6);		/* 5 "unknown command" + 1 notice */
+	assert_non_null(replies[5].text);
+	assert_int_equal(replies[5].flags, FAILED);
+	assert_null(replies[6].text);
+	sb_dispatch_stats(&after);
+	assert_int_equal(after.failed - before.failed, 5);
+	assert_int_equal(after.refused - before.refused, 45);
+	assert_int_equal(after.rate_limited - before.rate_limited, 45);
+	assert_int_equal(test_chan.msgs_in - in0, 50);
+	assert_int_equal(test_chan.msgs_out - out0, 6);
+	replies_clear();
+
+	/* The console is exempt; others have their own bucket. */
+	for (int i = 0; i < 20; i++)
+		send_msg("console:x", "core show version");
+	assert_int_equal(nreplies, 20);
+	assert_string_equal(replies[19].text, VERSION_REPLY);
+	replies_clear();
+	send_msg("test:olga", "status");
+	expect_one("unknown command 'status'; try 'help'", FAILED);
+	sb_acl_rate_set(0, 0);
+}
+
+/* Every command is counted by outcome. */
+static void
+test_stats_outcomes(void **state)
+{
+	struct sb_dispatch_stats a, b;
+
+	(void)state;
+	sb_dispatch_stats(&a);
+	send_msg("console:x", "core show version");	/* ok */
+	send_msg("test:mallory", "status");		/* refused: unknown */
+	send_msg("test:alice", "core stop");		/* refused: role */
+	send_msg("test:alice", "nosuch");		/* failed */
+	sb_dispatch_stats(&b);
+	assert_int_equal(b.ok - a.ok, 1);
+	assert_int_equal(b.refused - a.refused, 2);
+	assert_int_equal(b.failed - a.failed, 1);
+	assert_int_equal(b.rate_limited - a.rate_limited, 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -695,6 +825,10 @@ main(void)
 		T(test_acl_builtin_role_redefined),
 		T(test_acl_unknown_role_in_rule),
 		T(test_acl_first_match_wins),
+		T(test_rules_on_builtins),
+		T(test_as_sets_where_for_dialplan),
+		T(test_rate_limit_one_notice),
+		T(test_stats_outcomes),
 	};
 
 	sb_log_set_level(SB_LOG_ERR);

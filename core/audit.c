@@ -1,0 +1,193 @@
+/*
+ * audit.c: the audit log in the store's audit table: one row per command
+ * that reached the dispatcher (dispatch.c writes it where every command
+ * ends), and the admin command "audit [n] [node]" that reads it back.
+ *
+ * It does not decide what is refused or why: it records what the
+ * dispatcher says.  The table belongs to store.c's schema.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "audit.h"
+#include "dispatch.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define AUDIT_DEFAULT 20
+#define AUDIT_MAX     1000
+
+static struct sqlite3_stmt *st_insert, *st_query;
+static int failing;	/* a write failed: say so once, not per command */
+
+static int64_t
+now_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void
+bind_text(struct sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int
+sb_audit_add(const struct sb_audit_rec *r)
+{
+	struct sqlite3_stmt *st;
+	int rc;
+
+	if (!sb_store_is_open())
+		return -1;
+	if (sb_store_begin() < 0 || (st = sb_store_stmt(&st_insert,
+	    "INSERT INTO audit (time, identity, role, channel, conv, kind, line, node, "
+	    "outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, r->time_ms ? r->time_ms : now_ms());
+	bind_text(st, 2, r->identity ? r->identity : "?");
+	bind_text(st, 3, r->role);
+	bind_text(st, 4, r->channel);
+	bind_text(st, 5, r->conv);
+	bind_text(st, 6, r->kind);
+	bind_text(st, 7, r->line ? r->line : "");
+	bind_text(st, 8, r->node);
+	bind_text(st, 9, r->outcome ? r->outcome : "?");
+	bind_text(st, 10, r->detail);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		if (!failing)
+			sb_warnx("audit: cannot write: %s", sqlite3_errmsg(sb_store_db()));
+		goto fail;
+	}
+	failing = 0;
+	return 0;
+fail:
+	failing = 1;
+	return -1;
+}
+
+static const char *
+col(struct sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+int
+sb_audit_query(size_t n, const char *node, sb_audit_fn *fn, void *ud)
+{
+	struct sb_audit_rec *v;
+	char **keep;
+	size_t got = 0;
+	struct sqlite3_stmt *st;
+
+	if (!sb_store_is_open())
+		return -1;
+	/* node holds "web,db": match one name exactly. */
+	st = sb_store_stmt(&st_query,
+	    "SELECT time, identity, role, channel, conv, kind, line, node, outcome, detail "
+	    "FROM audit WHERE ?1 IS NULL OR instr(',' || node || ',', ',' || ?1 || ',') > 0 "
+	    "ORDER BY id DESC LIMIT ?2");
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, node);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)n);
+	v = sb_calloc(n + 1, sizeof(*v));
+	keep = sb_calloc((n + 1) * 9, sizeof(*keep));
+	while (got < n && sqlite3_step(st) == SQLITE_ROW) {
+		char **k = keep + got * 9;
+
+		v[got].time_ms = sqlite3_column_int64(st, 0);
+		for (int i = 0; i < 9; i++)
+			k[i] = sb_strdup(col(st, i + 1));
+		v[got].identity = k[0];
+		v[got].role = k[1];
+		v[got].channel = k[2];
+		v[got].conv = k[3];
+		v[got].kind = k[4];
+		v[got].line = k[5];
+		v[got].node = k[6];
+		v[got].outcome = k[7];
+		v[got].detail = k[8];
+		got++;
+	}
+	sqlite3_reset(st);
+	/* Newest last, as a log reads. */
+	for (size_t i = got; i-- > 0;)
+		fn(&v[i], ud);
+	for (size_t i = 0; i < got * 9; i++)
+		free(keep[i]);
+	free(keep);
+	free(v);
+	return (int)got;
+}
+
+static void
+format_one(const struct sb_audit_rec *r, void *ud)
+{
+	struct sb_buf *b = ud;
+	time_t t = (time_t)(r->time_ms / 1000);
+	struct tm tm;
+	char when[32];
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	sb_buf_printf(b, "\n%s %s (%s) %s/%s %s: %s -> %s", when, r->identity,
+	    r->role ? r->role : "-", r->channel ? r->channel : "-", r->conv ? r->conv : "-",
+	    r->kind ? r->kind : "-", r->line, r->outcome);
+	if (r->node)
+		sb_buf_printf(b, " [%s]", r->node);
+	if (r->detail)
+		sb_buf_printf(b, " (%s)", r->detail);
+}
+
+void
+sb_audit_cmd(struct sb_cmd *cmd, int argc, char **argv)
+{
+	struct sb_buf b = { 0 };
+	const char *node = NULL;
+	long n = AUDIT_DEFAULT;
+	char *end;
+	int i = 0, got;
+
+	if (i < argc && argv[i][0] >= '0' && argv[i][0] <= '9') {
+		n = strtol(argv[i], &end, 10);
+		if (*end || n < 1 || n > AUDIT_MAX) {
+			sb_cmd_donef(cmd, 0, "audit: n must be 1 to %d", AUDIT_MAX);
+			return;
+		}
+		i++;
+	}
+	if (i < argc)
+		node = argv[i++];
+	if (i < argc) {
+		sb_cmd_done(cmd, 0, "usage: audit [n] [node]");
+		return;
+	}
+	sb_buf_printf(&b, "TIME (UTC)          WHO (ROLE) CHANNEL/CONVERSATION KIND: COMMAND -> OUTCOME");
+	if ((got = sb_audit_query((size_t)n, node, format_one, &b)) < 0) {
+		sb_buf_free(&b);
+		sb_cmd_done(cmd, 0, "audit: the store is not open; nothing is recorded");
+		return;
+	}
+	if (got == 0) {
+		sb_buf_free(&b);
+		sb_cmd_done(cmd, 1, node ? "audit: nothing recorded about that node" :
+		    "audit: nothing recorded yet");
+		return;
+	}
+	sb_cmd_done(cmd, 1, b.buf);
+	sb_buf_free(&b);
+}

@@ -1,0 +1,58 @@
+/*
+ * store.h: the daemon's durable store: one SQLite database (WAL mode) in
+ * the state folder, holding the notification spool, the events, silences,
+ * maintenance windows and the audit log.
+ *
+ * Writes are grouped: every write joins one open transaction that commits
+ * once per loop turn (a before-sleep hook) or when sb_store_commit() is
+ * called.  Nothing may be reported as accepted before its commit: whoever
+ * needs that asks sb_store_when_committed() to be called back.
+ *
+ * The schema has a version (PRAGMA user_version); sb_store_open() migrates
+ * an older store forward and refuses one written by a newer switchboard.
+ * Modules keep their own prepared statements on sb_store_db().
+ */
+#ifndef SB_STORE_H
+#define SB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sb_loop;
+struct sqlite3;
+
+#define SB_STORE_SCHEMA 1	/* the schema version this build writes */
+
+/* Open (create, migrate) path; 0 or -1 with err.  loop may be NULL (unit
+ * tests, tools): then only sb_store_commit() commits. */
+int  sb_store_open(const char *path, struct sb_loop *, char *err, size_t errlen);
+/* Commit what is pending, finalize statements, close.  Idempotent. */
+void sb_store_close(void);
+int  sb_store_is_open(void);
+struct sqlite3 *sb_store_db(void);	/* NULL when closed */
+
+/* Join the open transaction (begin one if none): call before any write.
+ * Returns 0 or -1 (logged). */
+int  sb_store_begin(void);
+/* Commit now; 0 or -1 (logged; the writes since the last commit are lost,
+ * and every pending callback is told ok = 0). */
+int  sb_store_commit(void);
+/* fn(ud, ok) runs after the commit that makes the writes made so far
+ * durable (ok = 1) or after it failed (ok = 0).  With nothing pending it
+ * runs after the next commit (this loop turn).  Callbacks may write. */
+typedef void sb_store_done_fn(void *ud, int ok);
+void sb_store_when_committed(sb_store_done_fn *, void *ud);
+
+/* Counters for /metrics and "core show store". */
+struct sb_store_stats {
+	uint64_t commits;
+	uint64_t commit_failures;
+	uint64_t last_commit_us;	/* duration of the last commit */
+};
+void sb_store_stats(struct sb_store_stats *);
+
+/* Prepare a statement once; it is finalized by sb_store_close().  NULL
+ * (logged) on error.  *slot caches it. */
+struct sqlite3_stmt *sb_store_stmt(struct sqlite3_stmt **slot, const char *sql);
+
+#endif
