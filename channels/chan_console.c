@@ -402,6 +402,20 @@ console_send(struct sb_channel *ch, const char *to, const char *text)
 	return 0;
 }
 
+/* A spooled notice: logged, and shown to the clients that asked for
+ * events.  Nothing confirms more than that: done at once. */
+static int
+console_deliver(struct sb_channel *ch, const struct sb_notice *n)
+{
+	const char *text = n->text ? n->text : "";
+	size_t first = strcspn(text, "\n");
+
+	sb_info("console: notice %llu: %.*s%s", (unsigned long long)n->id,
+	    (int)(first > 400 ? 400 : first), text, text[first] ? " ..." : "");
+	console_send(ch, n->to, text);
+	return SB_SEND_DONE;
+}
+
 static void
 console_describe(struct sb_channel *ch, struct sb_buf *b)
 {
@@ -453,6 +467,7 @@ const struct sb_channel_driver sb_chan_console = {
 	.start = console_start,
 	.reply = console_reply,
 	.send = console_send,
+	.deliver = console_deliver,
 	.describe = console_describe,
 	.stop = console_stop,
 	.close = console_close,

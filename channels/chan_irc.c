@@ -48,6 +48,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 
 #define TICK_MS          1000		/* timeouts, rejoins, reconnects */
@@ -75,6 +76,14 @@ struct line {
 	struct line *next;
 	char   *target;		/* NULL: a command to the server itself */
 	char   *wire;		/* the whole message, without CR LF */
+	uint64_t notice;	/* the spooled notice it is part of, 0: none */
+};
+
+/* A spooled notice whose lines are queued or being written. */
+struct inote {
+	struct inote *next;
+	uint64_t id;
+	size_t  left;		/* lines not yet handed to libircclient */
 };
 
 struct lq {
@@ -153,6 +162,10 @@ struct irc {
 	char   *away_sent;	/* what the server holds; NULL: not away */
 	int     dropping;	/* warned that the queue overflows */
 	struct cut *cuts;
+	struct inote *notes;	/* notices in the queue or the library's buffer */
+	struct inote *queuing;	/* the notice whose lines are being queued */
+	int     kick_due;	/* tell the spool we are ready, out of callbacks */
+	int     up_once;	/* registered before: the next time is a reconnect */
 	struct pending *pend, *pend_tail;
 	struct refusal refused[32];
 	unsigned refused_next;
@@ -195,6 +208,9 @@ static const struct sb_conf_key irc_keys[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
+void (*sb_irc_notice_result)(uint64_t, int) = sb_notice_result;
+void (*sb_irc_notify_kick)(const char *) = sb_notify_kick;
+
 static void link_down(struct irc *, const char *why);
 static void pump(struct irc *);
 static void connect_begin(struct irc *);
@@ -222,6 +238,114 @@ lq_clear(struct lq *q)
 	q->n = 0;
 }
 
+/* ---- spooled notices: what confirms them ---- */
+
+struct result {
+	uint64_t id;
+	int     result;
+};
+
+static void
+result_run(void *ud)
+{
+	struct result *r = ud;
+
+	sb_irc_notice_result(r->id, r->result);
+	free(r);
+}
+
+/* Results reach the spool from the loop, never from inside deliver() or
+ * a libircclient callback: the spool may deliver again in its answer. */
+static void
+report(uint64_t id, int result)
+{
+	struct result *r = sb_calloc(1, sizeof(*r));
+
+	r->id = id;
+	r->result = result;
+	if (sb_loop_post(sb_core.loop, result_run, r) < 0) {
+		free(r);	/* the spool times the PENDING out */
+		sb_warnx("irc: cannot report notice %llu", (unsigned long long)id);
+	}
+}
+
+static struct inote *
+note_find(struct irc *l, uint64_t id)
+{
+	for (struct inote *n = l->notes; n; n = n->next)
+		if (n->id == id)
+			return n;
+	return NULL;
+}
+
+/* Drop what is left of notice id from the message queue and report
+ * result for it, so that the spool's retry does not double its lines. */
+static void
+note_abort(struct irc *l, uint64_t id, int result)
+{
+	struct inote **np, *n;
+
+	for (struct line **pp = &l->msg.head; *pp; ) {
+		if ((*pp)->notice == id) {
+			struct line *ln = *pp;
+
+			*pp = ln->next;
+			l->msg.n--;
+			line_free(ln);
+		} else {
+			pp = &(*pp)->next;
+		}
+	}
+	l->msg.tail = l->msg.head;
+	while (l->msg.tail && l->msg.tail->next)
+		l->msg.tail = l->msg.tail->next;
+	for (np = &l->notes; (n = *np) != NULL; np = &n->next)
+		if (n->id == id) {
+			*np = n->next;
+			if (n != l->queuing)	/* cannot be: deliver() makes room */
+				free(n);
+			report(id, result);
+			return;
+		}
+}
+
+/* The connection is gone (or the channel stops): every notice not yet
+ * confirmed is sent again later, whole. */
+static void
+notes_abort_all(struct irc *l)
+{
+	while (l->notes)
+		note_abort(l, l->notes->id, SB_SEND_LATER);
+}
+
+/* A line of a notice went to libircclient. */
+static void
+note_line_out(struct irc *l, uint64_t id)
+{
+	struct inote *n = note_find(l, id);
+
+	if (n && n->left)
+		n->left--;
+}
+
+/* libircclient's buffer is empty: the notices whose every line was in it
+ * have been written to the socket. */
+static void
+notes_written(struct irc *l)
+{
+	struct inote **np = &l->notes, *n;
+
+	while ((n = *np) != NULL) {
+		if (n->left == 0 && n != l->queuing) {
+			*np = n->next;
+			report(n->id, SB_SEND_DONE);
+			free(n);
+		} else {
+			np = &n->next;
+		}
+	}
+}
+
 /* Append a line (wire taken); the message queue is bounded. */
 static void
 queue_line(struct irc *l, struct lq *q, const char *target, char *wire)
@@ -230,6 +354,10 @@ queue_line(struct irc *l, struct lq *q, const char *target, char *wire)
 
 	ln->target = sb_strdup(target);
 	ln->wire = wire;
+	if (q == &l->msg && l->queuing) {
+		ln->notice = l->queuing->id;
+		l->queuing->left++;
+	}
 	if (q == &l->msg && q->n >= l->queue_max && q->head) {
 		struct line *old = q->head;
 
@@ -237,6 +365,9 @@ queue_line(struct irc *l, struct lq *q, const char *target, char *wire)
 		if (q->head == NULL)
 			q->tail = NULL;
 		q->n--;
+		/* A notice loses all its lines, and is sent again later. */
+		if (old->notice)
+			note_abort(l, old->notice, SB_SEND_LATER);
 		line_free(old);
 		l->dropped++;
 		if (!l->dropping)
@@ -412,15 +543,24 @@ pump(struct irc *l)
 		struct lq *q = l->ctl.head ? &l->ctl : &l->msg;
 		struct line *ln, **pp;
 
+		notes_written(l);
 		for (pp = &q->head; *pp; ) {
 			int ready = target_ready(l, (*pp)->target);
 
 			if (ready > 0)
 				break;
-			if (ready < 0)
+			if (ready < 0) {
+				uint64_t id = (*pp)->notice;
+
 				line_free(lq_unlink(q, pp));
-			else
+				if (id) {
+					/* Later: a reconnect clears the kick. */
+					note_abort(l, id, SB_SEND_LATER);
+					pp = &q->head;
+				}
+			} else {
 				pp = &(*pp)->next;
+			}
 		}
 		if (*pp == NULL)
 			break;
@@ -433,11 +573,16 @@ pump(struct irc *l)
 		ln = lq_unlink(q, pp);
 		if (q == &l->msg && q->n < l->queue_max / 2)
 			l->dropping = 0;
-		if (irc_send_raw(l->s, "%s", ln->wire) != 0)
+		if (irc_send_raw(l->s, "%s", ln->wire) != 0) {
 			sb_warnx("irc %s: line not sent: %s", l->ch->name,
 			    irc_strerror(irc_errno(l->s)));
-		else
+			if (ln->notice)
+				note_abort(l, ln->notice, SB_SEND_LATER);
+		} else {
 			l->lines_out++;
+			if (ln->notice)
+				note_line_out(l, ln->notice);
+		}
 		line_free(ln);
 	}
 	update_fd(l);
@@ -598,6 +743,10 @@ on_numeric(irc_session_t *s, unsigned ev, const char *origin, const char **param
 		free(l->away_sent);
 		l->away_sent = NULL;	/* a new connection is not away */
 		away_update(l);
+		if (l->up_once)
+			l->ch->reconnects++;
+		l->up_once = 1;
+		l->kick_due = 1;	/* nicks can be told now */
 		break;
 	}
 	case 431: case 432: case 433: case 436: case 437: {	/* nick refused */
@@ -656,8 +805,10 @@ on_join(irc_session_t *s, const char *ev, const char *origin, const char **param
 		return;
 	learn_prefix(l, origin);
 	if ((c = chan_find(l, params[0])) != NULL) {
-		if (!c->joined)
+		if (!c->joined) {
 			sb_info("irc %s: joined %s", l->ch->name, c->name);
+			l->kick_due = 1;	/* and the channel too */
+		}
 		c->joined = 1;
 		c->retry_at = 0;
 	}
@@ -921,6 +1072,10 @@ on_io(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	take_pending(l);
 	if (l->started)
 		pump(l);
+	if (l->started && l->kick_due) {
+		l->kick_due = 0;
+		sb_irc_notify_kick(l->ch->name);
+	}
 }
 
 /* Jitter must differ between daemons restarted together: not rand(). */
@@ -974,8 +1129,10 @@ link_down(struct irc *l, const char *why)
 		l->backoff = 0;
 	l->state = ST_DOWN;
 	l->last_error[0] = '\0';
+	l->kick_due = 0;
 	for (size_t i = 0; i < l->nchans; i++)
 		l->chans[i].joined = 0;
+	notes_abort_all(l);
 	/* Control lines belong to the connection; messages wait for the next. */
 	lq_clear(&l->ctl);
 	free(l->away_sent);
@@ -1205,6 +1362,11 @@ irc_free(struct irc *l)
 	free(l->cmd_prefix);
 	lq_clear(&l->ctl);
 	lq_clear(&l->msg);
+	for (struct inote *n = l->notes, *nx; n; n = nx) {
+		nx = n->next;
+		report(n->id, SB_SEND_LATER);
+		free(n);
+	}
 	free(l->away_sent);
 	for (struct cut *c = l->cuts, *n; c; c = n) {
 		n = c->next;
@@ -1393,6 +1555,8 @@ irc_start(struct sb_channel *ch)
 	irc_set_ctx(l->s, l);
 	l->started = 1;
 	l->state = ST_DOWN;
+	l->up_once = 0;
+	l->kick_due = 0;
 	l->backoff = 0;
 	l->next_connect = 0;
 	l->warned_plain = 0;
@@ -1478,6 +1642,21 @@ irc_reply(struct sb_channel *ch, const struct sb_msg *req, const char *text, uns
 	return 0;
 }
 
+/* An announcement to one nick or channel: NOTICEs, cut after
+ * max_channel_lines in a channel. */
+static void
+announce(struct irc *l, const char *to, const char *text)
+{
+	size_t room = l->max_lines, over;
+
+	if (!sb_irc_is_channel(to)) {
+		queue_text(l, "NOTICE", to, text, NULL);
+		return;
+	}
+	if ((over = queue_text(l, "NOTICE", to, text, &room)) > 0)
+		queue_cut_note(l, to, over, NULL);
+}
+
 static int
 irc_send(struct sb_channel *ch, const char *to, const char *text)
 {
@@ -1487,26 +1666,93 @@ irc_send(struct sb_channel *ch, const char *to, const char *text)
 		/* The default audience: every configured channel. */
 		if (l->nchans == 0)
 			return -1;
-		for (size_t i = 0; i < l->nchans; i++) {
-			size_t room = l->max_lines, over;
-
-			if ((over = queue_text(l, "NOTICE", l->chans[i].name, text, &room)) > 0)
-				queue_cut_note(l, l->chans[i].name, over, NULL);
-		}
+		for (size_t i = 0; i < l->nchans; i++)
+			announce(l, l->chans[i].name, text);
 	} else if (!sb_irc_valid_target(to)) {
 		sb_warnx("irc %s: notification to \"%.60s\" dropped: not a nick or channel",
 		    ch->name, to);
 		return -1;
-	} else if (sb_irc_is_channel(to)) {
-		size_t room = l->max_lines, over;
-
-		if ((over = queue_text(l, "NOTICE", to, text, &room)) > 0)
-			queue_cut_note(l, to, over, NULL);
 	} else {
-		queue_text(l, "NOTICE", to, text, NULL);
+		announce(l, to, text);
 	}
 	pump(l);
 	return 0;
+}
+
+/* Lines an announcement of text to target may take in the queue, its cut
+ * note included. */
+static size_t
+lines_needed(struct irc *l, const char *target, const char *text)
+{
+	char **pieces;
+	size_t n = sb_irc_wrap(text, strlen(text),
+	    sb_irc_text_budget(prefix_len(l), "NOTICE", target), &pieces);
+
+	for (size_t i = 0; i < n; i++)
+		free(pieces[i]);
+	free(pieces);
+	if (sb_irc_is_channel(target) && n > l->max_lines)
+		n = l->max_lines + 1;
+	return n;
+}
+
+/*
+ * A spooled notice: its lines go through the paced queue like any
+ * announcement, and it is confirmed (sb_notice_result DONE) once its last
+ * line has left libircclient's buffer for the socket.  If the connection
+ * drops first, its queued lines are dropped and it is reported LATER, so
+ * the spool's retry sends it whole and once more.  Only while registered
+ * and, for a configured channel, joined: else LATER at once.
+ */
+static int
+irc_deliver(struct sb_channel *ch, const struct sb_notice *n)
+{
+	struct irc *l = ch->priv;
+	const char *text = n->text ? n->text : "";
+	size_t ntargets = n->to ? 1 : l->nchans, need = 0;
+	struct inote *note;
+
+	if (n->to == NULL && l->nchans == 0) {
+		sb_warnx("irc %s: notice %llu has no address and no channel is configured",
+		    ch->name, (unsigned long long)n->id);
+		return SB_SEND_FAIL;
+	}
+	if (n->to && !sb_irc_valid_target(n->to)) {
+		sb_warnx("irc %s: notice %llu to \"%.60s\" dropped: not a nick or channel",
+		    ch->name, (unsigned long long)n->id, n->to);
+		return SB_SEND_FAIL;
+	}
+	if (!l->started || l->state != ST_UP)
+		return SB_SEND_LATER;
+	for (size_t i = 0; i < ntargets; i++) {
+		const char *to = n->to ? n->to : l->chans[i].name;
+
+		if (target_ready(l, to) <= 0)
+			return SB_SEND_LATER;
+		need += lines_needed(l, to, text);
+	}
+	if (need == 0)
+		return SB_SEND_DONE;	/* nothing to say: blank text */
+	if (need > l->queue_max) {
+		sb_warnx("irc %s: notice %llu dropped: %zu lines, more than queue_max (%zu)",
+		    ch->name, (unsigned long long)n->id, need, l->queue_max);
+		return SB_SEND_FAIL;
+	}
+	/* Busy: it waits in the spool rather than push replies out. */
+	if (l->msg.n + need > l->queue_max)
+		return SB_SEND_LATER;
+	if (note_find(l, n->id))
+		return SB_SEND_PENDING;	/* already on its way */
+	note = sb_calloc(1, sizeof(*note));
+	note->id = n->id;
+	note->next = l->notes;
+	l->notes = note;
+	l->queuing = note;
+	for (size_t i = 0; i < ntargets; i++)
+		announce(l, n->to ? n->to : l->chans[i].name, text);
+	l->queuing = NULL;
+	pump(l);
+	return SB_SEND_PENDING;
 }
 
 static int
@@ -1584,6 +1830,7 @@ irc_stop(struct sb_channel *ch)
 	}
 	l->state = ST_DOWN;
 	lq_clear(&l->ctl);
+	notes_abort_all(l);
 	for (struct pending *p = l->pend, *n; p; p = n) {
 		n = p->next;
 		free(p->origin);
@@ -1613,6 +1860,7 @@ const struct sb_channel_driver sb_chan_irc = {
 	.start = irc_start,
 	.reply = irc_reply,
 	.send = irc_send,
+	.deliver = irc_deliver,
 	.presence = irc_presence,
 	.describe = irc_describe,
 	.stop = irc_stop,

@@ -95,6 +95,14 @@ int sb_irc_is_loopback(const char *addr);
 char *sb_irc_escape_percent(const char *s);
 
 /*
+ * Where the driver tells the spool (core/notify.c) of a notice's result
+ * and that the channel is ready to deliver: sb_notice_result and
+ * sb_notify_kick, called on the loop; the unit test points them elsewhere.
+ */
+extern void (*sb_irc_notice_result)(uint64_t id, int result);
+extern void (*sb_irc_notify_kick)(const char *channel);
+
+/*
  * A host name lookup off the loop (irc_resolve.c): done(ud, addr, family,
  * err) runs on the loop later with a numeric address and AF_INET or
  * AF_INET6, or family 0 and an error text; the handle ends with that call.

@@ -42,6 +42,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 #include "xmpp_adhoc.h"
 #include "xmpp_link.h"
@@ -74,7 +75,7 @@ static const struct sb_conf_key xmpp_keys[] = {
 	{ "ping_interval", SB_CT_INT, 0, NULL, "60",
 	  "seconds between XEP-0199 pings that detect a dead link (0: none)" },
 	{ "queue_max", SB_CT_INT, 0, NULL, "1000",
-	  "messages kept while disconnected; the oldest are dropped past it, and logged" },
+	  "replies kept while disconnected (notifications wait in the spool); the oldest are dropped past it, and logged" },
 	{ "rejoin", SB_CT_BOOL, 0, NULL, "true", "rejoin a room after being kicked" },
 	{ "suggest_roster", SB_CT_BOOL, 0, NULL, "false",
 	  "component mode: the first time a node is seen, ask each watcher to subscribe, "
@@ -210,6 +211,14 @@ xl_event_run(void *ud)
 	struct xlink *l = e->l;
 	struct sb_channel *ch = sb_channel_find(l->chan);
 
+	/* The spool waits for these whatever became of the channel. */
+	if (e->kind == EV_RESULT) {
+		for (size_t i = 0; i < e->nids; i++)
+			sb_notice_result(e->ids[i], e->result);
+		xl_event_free(e);
+		xl_unref(l);
+		return;
+	}
 	if (!atomic_load(&l->closed) && ch && ch->priv == l && ch->started) {
 		switch (e->kind) {
 		case EV_MESSAGE:
@@ -223,6 +232,17 @@ xl_event_run(void *ud)
 			handle_adhoc(ch, l, e);
 			break;
 		case EV_STATE:
+			if (!e->up)
+				break;
+			if (e->room == NULL) {
+				if (l->up_once)
+					ch->reconnects++;
+				l->up_once = 1;
+			}
+			/* Connected, or in a room: what waits may go now. */
+			sb_notify_kick(ch->name);
+			break;
+		case EV_RESULT:
 			break;
 		}
 	}
@@ -452,6 +472,101 @@ xc_send(struct sb_channel *ch, const char *to, const char *text)
 	return 0;
 }
 
+/* The notices of one loop turn go to the link together: one ping after
+ * them confirms them all. */
+static long
+batch_fire(struct sb_loop *loop, struct sb_timer *t, void *ud)
+{
+	struct xlink *l = ud;
+
+	(void)loop;
+	(void)t;
+	l->batch_timer = NULL;
+	xl_push_ops(l, l->batch, l->batch_tail);
+	l->batch = l->batch_tail = NULL;
+	return SB_TIMER_STOP;
+}
+
+/* Report LATER for the notices in a chain of ops, and free those ops;
+ * the others stay, in order.  Returns the new head (*tail updated). */
+static struct op *
+notices_later(struct xlink *l, struct op *head, struct op **tail)
+{
+	struct op *keep = NULL, **kp = &keep, *o, *n;
+	uint64_t *ids = NULL;
+	size_t nids = 0;
+
+	*tail = NULL;
+	for (o = head; o; o = n) {
+		n = o->next;
+		o->next = NULL;
+		if (o->kind == OP_NOTICE) {
+			ids = sb_realloc(ids, (nids + 1) * sizeof(*ids));
+			ids[nids++] = o->id;
+			xl_op_free(o);
+		} else {
+			*kp = o;
+			kp = &o->next;
+			*tail = o;
+		}
+	}
+	xl_post_results(l, ids, nids, SB_SEND_LATER);
+	return keep;
+}
+
+/* A JID as an address: something, with no blank or control character. */
+static int
+valid_address(const char *to)
+{
+	if (to == NULL || *to == '\0' || *to == '@' || *to == '/' || strlen(to) > 3071)
+		return 0;
+	for (; *to; to++)
+		if ((unsigned char)*to <= ' ' || *to == 0x7F)
+			return 0;
+	return 1;
+}
+
+static int
+xc_deliver(struct sb_channel *ch, const struct sb_notice *n)
+{
+	struct xlink *l = ch->priv;
+	struct op *o;
+	char *bare;
+	int room = 0;
+
+	if (n->to == NULL || *n->to == '\0') {
+		sb_warnx("xmpp %s: notice %llu has no address (no default audience on XMPP)",
+		    ch->name, (unsigned long long)n->id);
+		return SB_SEND_FAIL;
+	}
+	if (!valid_address(n->to)) {
+		sb_warnx("xmpp %s: notice %llu: \"%.60s\" is not a JID", ch->name,
+		    (unsigned long long)n->id, n->to);
+		return SB_SEND_FAIL;
+	}
+	if (!l->thread_started || !atomic_load(&l->connected))
+		return SB_SEND_LATER;
+	bare = xl_bare_of(n->to);
+	for (size_t i = 0; i < l->nrooms && !room; i++)
+		room = strcasecmp(l->rooms[i].jid, bare) == 0;
+	o = sb_calloc(1, sizeof(*o));
+	o->kind = OP_NOTICE;
+	o->id = n->id;
+	o->to = room ? bare : sb_strdup(n->to);
+	if (!room)
+		free(bare);
+	o->groupchat = room;
+	o->text = sb_strdup(n->text ? n->text : "");
+	if (l->batch_tail)
+		l->batch_tail->next = o;
+	else
+		l->batch = o;
+	l->batch_tail = o;
+	if (l->batch_timer == NULL)
+		l->batch_timer = sb_loop_add_timer(sb_core.loop, 0, batch_fire, l);
+	return SB_SEND_PENDING;
+}
+
 static void
 xc_describe(struct sb_channel *ch, struct sb_buf *b)
 {
@@ -468,14 +583,22 @@ static void
 xc_stop(struct sb_channel *ch)
 {
 	struct xlink *l = ch->priv;
+	struct op *tail;
 	uint64_t one = 1;
 
+	if (l->batch_timer)
+		sb_loop_del_timer(sb_core.loop, l->batch_timer);
+	l->batch_timer = NULL;
+	l->batch = notices_later(l, l->batch, &l->batch_tail);
 	if (!l->thread_started)
 		return;
 	atomic_store(&l->stop, 1);
 	(void)!write(l->efd, &one, sizeof(one));
 	pthread_join(l->thread, NULL);
 	l->thread_started = 0;
+	/* Notices the thread never took: the spool sends them again. */
+	l->head = notices_later(l, l->head, &tail);
+	l->tail = tail;
 	xl_unref(l);		/* the thread's reference */
 }
 
@@ -499,6 +622,7 @@ const struct sb_channel_driver sb_chan_xmpp = {
 	.start = xc_start,
 	.reply = xc_reply,
 	.send = xc_send,
+	.deliver = xc_deliver,
 	.presence = xc_presence,
 	.describe = xc_describe,
 	.stop = xc_stop,

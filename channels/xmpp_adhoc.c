@@ -447,12 +447,16 @@ xa_handle(struct sb_channel *ch, const char *implied, const struct xa_request *r
 	free(identity);
 	if (r->list) {
 		struct sb_buf b = { 0 };
+		char *id = sb_asprintf("xmpp:%s", r->from_bare);
+		/* Only what this sender may run, by role and rules. */
+		struct sb_acl_who who = { .identity = id, .level = level, .channel = ch->name };
 
 		iq_start(&b, r, from, "result");
 		sb_buf_puts(&b, "<query xmlns='http://jabber.org/protocol/disco#items' node='" NS_COMMANDS "'>");
 		f.items = &b;
 		f.jid = r->to;
-		sb_dialplan_list(ch->context, level, list_one, &f);
+		sb_dialplan_list_for(&who, ch->context, list_one, &f);
+		free(id);
 		sb_buf_puts(&b, "</query></iq>");
 		send(ud, b.buf);
 		sb_buf_free(&b);

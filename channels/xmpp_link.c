@@ -22,6 +22,7 @@
 
 #include <strophe.h>
 
+#include "channel.h"
 #include "core.h"
 #include "log.h"
 #include "loop.h"
@@ -101,6 +102,25 @@ xl_push_op(struct xlink *l, struct op *o)
 	(void)!write(l->efd, &one, sizeof(one));
 }
 
+/* Core -> thread: a chain at once, so that one drain sees all of it.
+ * Takes the ops. */
+void
+xl_push_ops(struct xlink *l, struct op *head, struct op *tail)
+{
+	uint64_t one = 1;
+
+	if (head == NULL)
+		return;
+	pthread_mutex_lock(&l->lock);
+	if (l->tail)
+		l->tail->next = head;
+	else
+		l->head = head;
+	l->tail = tail;
+	pthread_mutex_unlock(&l->lock);
+	(void)!write(l->efd, &one, sizeof(one));
+}
+
 /* Thread -> core. */
 
 void
@@ -112,6 +132,24 @@ xl_post_event(struct xlink *l, struct xevent *e)
 		atomic_fetch_sub(&l->refs, 1);
 		xl_event_free(e);
 	}
+}
+
+/* Notices' results go to the spool on the loop thread.  Takes ids. */
+void
+xl_post_results(struct xlink *l, uint64_t *ids, size_t n, int result)
+{
+	struct xevent *e;
+
+	if (n == 0) {
+		free(ids);
+		return;
+	}
+	e = sb_calloc(1, sizeof(*e));
+	e->kind = EV_RESULT;
+	e->ids = ids;
+	e->nids = n;
+	e->result = result;
+	xl_post_event(l, e);
 }
 
 /* ---- presence table (thread side) ---- */
@@ -263,18 +301,71 @@ announce(struct xlink *l, const struct pres *p)
 	}
 }
 
+/* Length of the valid UTF-8 character at s (at most len bytes) that XML
+ * 1.0 allows in text, or 0: no C0 control but tab, LF and CR, no
+ * surrogate, no U+FFFE or U+FFFF, nothing past U+10FFFF, no overlong. */
+static size_t
+xml_char_len(const unsigned char *s, size_t len)
+{
+	unsigned c = s[0];
+	size_t n;
+
+	if (c < 0x80)
+		return c >= 0x20 || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
+	n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+	if (n == 0 || n > len)
+		return 0;
+	c &= 0x7F >> n;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3F);
+	}
+	if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
+	    c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF) || c == 0xFFFE || c == 0xFFFF)
+		return 0;
+	return n;
+}
+
+/*
+ * A copy of text that is safe as XML character data: every byte that is
+ * not part of an allowed character becomes '?'.  A server closes the
+ * stream on one bad byte (not-well-formed), and a spooled notice holding
+ * one would then take the link down at every retry.
+ */
+static char *
+xml_clean(const char *text)
+{
+	size_t len = strlen(text), i = 0;
+	char *out = sb_strdup(text);
+
+	while (i < len) {
+		size_t n = xml_char_len((const unsigned char *)text + i, len - i);
+
+		if (n == 0) {
+			out[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+	return out;
+}
+
 /* Split on line boundaries into pieces of at most max bytes; a line longer
- * than that is cut at a UTF-8 character boundary. */
+ * than that is cut at a UTF-8 character boundary.  With an id (a spooled
+ * notice's), the first piece carries it and the next ones "<id>.2", ... */
 static void
 send_text(struct xlink *l, const char *to, const char *from, const char *thread,
-          int groupchat, const char *text)
+          int groupchat, const char *id, const char *dirty)
 {
+	char *text = xml_clean(dirty);
 	size_t len = strlen(text), off = 0, max = l->max_message;
+	unsigned piece_no = 0;
 
 	while (off < len) {
 		size_t n = len - off;
 		xmpp_stanza_t *m;
-		char *piece;
+		char *piece, pid[64];
 
 		if (n > max) {
 			size_t cut = max;
@@ -293,7 +384,11 @@ send_text(struct xlink *l, const char *to, const char *from, const char *thread,
 		piece = sb_strndup(text + off, n);
 		if (n > 0 && piece[n - 1] == '\n')
 			piece[n - 1] = '\0';
-		m = xmpp_message_new(l->ctx, groupchat ? "groupchat" : "chat", to, NULL);
+		if (id && piece_no++ > 0)
+			snprintf(pid, sizeof(pid), "%s.%u", id, piece_no);
+		else if (id)
+			snprintf(pid, sizeof(pid), "%s", id);
+		m = xmpp_message_new(l->ctx, groupchat ? "groupchat" : "chat", to, id ? pid : NULL);
 		if (from)
 			xmpp_stanza_set_from(m, from);
 		xmpp_message_set_body(m, piece);
@@ -303,6 +398,7 @@ send_text(struct xlink *l, const char *to, const char *from, const char *thread,
 		free(piece);
 		off += n;
 	}
+	free(text);
 }
 
 static void
@@ -321,7 +417,14 @@ send_message_op(struct xlink *l, const struct op *o)
 			f = l->domain;
 		}
 	}
-	send_text(l, o->to, f, o->thread, o->groupchat, o->text);
+	if (o->kind == OP_NOTICE) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "sb-%llu", (unsigned long long)o->id);
+		send_text(l, o->to, f, NULL, o->groupchat, id, o->text);
+	} else {
+		send_text(l, o->to, f, o->thread, o->groupchat, NULL, o->text);
+	}
 }
 
 static void
@@ -419,6 +522,85 @@ room_find(struct xlink *l, const char *bare)
 		if (strcasecmp(l->rooms[i].jid, bare) == 0)
 			return &l->rooms[i];
 	return NULL;
+}
+
+/* ---- delivery barriers (thread side) ---- */
+
+/*
+ * libstrophe 0.12 has no per-stanza acknowledgement (stream management's
+ * acks are not exposed), so a batch of notices is followed by a XEP-0199
+ * ping: the server handles a stream's stanzas in order, so its answer
+ * (a result or an error alike) says that every message sent before the
+ * ping has been taken.  If the link drops first, the batch is reported
+ * LATER and sent again, with the same ids: at least once.
+ */
+static void
+barrier_free(struct barrier *b)
+{
+	free(b->ids);
+	free(b);
+}
+
+/* The answer to ping seq: it and every older barrier are confirmed. */
+static void
+barrier_answered(struct xlink *l, unsigned long seq)
+{
+	struct barrier *b;
+	int found = 0;
+
+	for (b = l->barriers; b && !found; b = b->next)
+		found = b->seq == seq;
+	if (!found)
+		return;		/* one from an earlier connection */
+	while ((b = l->barriers) != NULL) {
+		l->barriers = b->next;
+		found = b->seq == seq;
+		xl_post_results(l, b->ids, b->n, SB_SEND_DONE);
+		b->ids = NULL;
+		barrier_free(b);
+		if (found)
+			break;
+	}
+	if (l->barriers == NULL)
+		l->barriers_tail = NULL;
+}
+
+/* The link is gone: what waited for a ping is sent again later. */
+static void
+barriers_fail(struct xlink *l)
+{
+	struct barrier *b;
+
+	while ((b = l->barriers) != NULL) {
+		l->barriers = b->next;
+		xl_post_results(l, b->ids, b->n, SB_SEND_LATER);
+		b->ids = NULL;
+		barrier_free(b);
+	}
+	l->barriers_tail = NULL;
+}
+
+static void send_ping(struct xlink *, const char *id);
+
+/* After a batch of notices: one ping whose answer confirms them.  Takes
+ * ids. */
+static void
+barrier_add(struct xlink *l, uint64_t *ids, size_t n)
+{
+	struct barrier *b = sb_calloc(1, sizeof(*b));
+	char id[32];
+
+	b->seq = ++l->note_seq;
+	b->sent = now_ms();
+	b->ids = ids;
+	b->n = n;
+	snprintf(id, sizeof(id), "sbnote%lu", b->seq);
+	send_ping(l, id);
+	if (l->barriers_tail)
+		l->barriers_tail->next = b;
+	else
+		l->barriers = b;
+	l->barriers_tail = b;
 }
 
 /* ---- incoming stanzas (thread side) ---- */
@@ -552,8 +734,16 @@ muc_presence(struct xlink *l, struct room *r, xmpp_stanza_t *st, const char *typ
 		return;
 	}
 	if (self) {
-		if (!r->joined)
+		if (!r->joined) {
+			struct xevent *e = sb_calloc(1, sizeof(*e));
+
 			sb_info("xmpp %s: joined %s", l->chan, r->jid);
+			/* Notices for the room may go now. */
+			e->kind = EV_STATE;
+			e->up = 1;
+			e->room = sb_strdup(r->jid);
+			xl_post_event(l, e);
+		}
 		r->joined = 1;
 		return;
 	}
@@ -753,6 +943,8 @@ on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 
 		if (id && strncmp(id, "sbping", 6) == 0)
 			l->ping_sent = 0;
+		else if (id && strncmp(id, "sbnote", 6) == 0)
+			barrier_answered(l, strtoul(id + 6, NULL, 10));
 		return 1;
 	}
 	while (q && !xmpp_stanza_is_tag(q))
@@ -956,6 +1148,7 @@ on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
 		    serr ? " (stream error)" : "");
 	}
 	atomic_store(&l->connected, 0);
+	barriers_fail(l);
 	l->active = 0;
 	l->sock = -1;
 	for (size_t i = 0; i < l->nrooms; i++)
@@ -1014,16 +1207,14 @@ do_connect(struct xlink *l)
 	atomic_fetch_add(&l->reconnects, 1);
 }
 
+/* A component pings its own domain: the server routes it back to us,
+ * proving the link both ways ("server" is a TCP host, not a JID). */
 static void
-ping(struct xlink *l)
+send_ping(struct xlink *l, const char *id)
 {
 	xmpp_stanza_t *iq, *p;
-	char id[32];
 
-	snprintf(id, sizeof(id), "sbping%lu", ++l->ping_seq);
 	iq = xmpp_iq_new(l->ctx, "get", id);
-	/* A component pings its own domain: the server routes it back to us,
-	 * proving the link both ways ("server" is a TCP host, not a JID). */
 	xmpp_stanza_set_to(iq, l->component ? l->domain : strchr(l->jid, '@') + 1);
 	if (l->component)
 		xmpp_stanza_set_from(iq, l->domain);
@@ -1031,7 +1222,39 @@ ping(struct xlink *l)
 	xmpp_stanza_add_child(iq, p);
 	xmpp_stanza_release(p);
 	send_stanza(l, iq);
+}
+
+/* The keepalive. */
+static void
+ping(struct xlink *l)
+{
+	char id[32];
+
+	snprintf(id, sizeof(id), "sbping%lu", ++l->ping_seq);
+	send_ping(l, id);
 	l->ping_sent = now_ms();
+}
+
+/* May a notice go out now?  To a room only once we are in it: the room
+ * would refuse it, and the ping would still say it was taken. */
+static int
+notice_ready(struct xlink *l, const struct op *o)
+{
+	struct room *r;
+
+	if (!atomic_load(&l->connected))
+		return 0;
+	if (!o->groupchat)
+		return 1;
+	r = room_find(l, o->to);
+	return r && r->joined;
+}
+
+static void
+id_push(uint64_t **v, size_t *n, uint64_t id)
+{
+	*v = sb_realloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[(*n)++] = id;
 }
 
 /* Apply the core's ops. */
@@ -1039,7 +1262,8 @@ static void
 drain(struct xlink *l)
 {
 	struct op *o, *n;
-	uint64_t v;
+	uint64_t v, *sent = NULL, *later = NULL;
+	size_t nsent = 0, nlater = 0;
 
 	(void)!read(l->efd, &v, sizeof(v));
 	pthread_mutex_lock(&l->lock);
@@ -1096,6 +1320,16 @@ drain(struct xlink *l)
 			l->offline_tail = o;
 			l->noffline++;
 			break;
+		case OP_NOTICE:
+			/* Never the offline queue: the spool keeps it. */
+			if (notice_ready(l, o)) {
+				send_message_op(l, o);
+				id_push(&sent, &nsent, o->id);
+			} else {
+				id_push(&later, &nlater, o->id);
+			}
+			xl_op_free(o);
+			break;
 		case OP_RAW:
 			if (online) {
 				xmpp_send_raw(l->conn, o->text, strlen(o->text));
@@ -1132,6 +1366,9 @@ drain(struct xlink *l)
 		}
 		}
 	}
+	if (nsent)
+		barrier_add(l, sent, nsent);
+	xl_post_results(l, later, nlater, SB_SEND_LATER);
 }
 
 static void
@@ -1140,6 +1377,14 @@ xlog(void *ud, xmpp_log_level_t level, const char *area, const char *msg)
 	(void)ud;
 	if (level >= XMPP_LEVEL_WARN)
 		sb_debug("libstrophe %s: %s", area, msg);
+}
+
+/* ms to wait for the ping after notices: as for the keepalive, 30 s
+ * without one. */
+static int
+barrier_timeout(const struct xlink *l)
+{
+	return (l->ping_timeout > 0 ? l->ping_timeout : 30) * 1000;
 }
 
 void *
@@ -1166,7 +1411,13 @@ xl_thread_main(void *arg)
 				if (!l->rooms[i].joined && l->rooms[i].rejoin_at &&
 				    now >= l->rooms[i].rejoin_at)
 					join_room(l, &l->rooms[i]);
-			if (l->ping_interval > 0) {
+			if (l->barriers && now - l->barriers->sent > (uint64_t)barrier_timeout(l)) {
+				sb_warnx("xmpp %s: no answer to the ping after %zu notice%s in %d s; "
+				    "reconnecting", l->chan, l->barriers->n,
+				    l->barriers->n == 1 ? "" : "s", barrier_timeout(l) / 1000);
+				barriers_fail(l);	/* now: a late answer is ignored */
+				xmpp_disconnect(l->conn);
+			} else if (l->ping_interval > 0) {
 				if (l->ping_sent && now - l->ping_sent > (uint64_t)l->ping_timeout * 1000) {
 					sb_warnx("xmpp %s: no answer to ping in %d s; reconnecting",
 					    l->chan, l->ping_timeout);
@@ -1199,6 +1450,7 @@ xl_thread_main(void *arg)
 		xmpp_conn_release(l->conn);
 		l->conn = NULL;
 	}
+	barriers_fail(l);	/* unless the disconnect above did */
 	xmpp_ctx_free(l->ctx);
 	l->ctx = NULL;
 	pres_free_all(l);
@@ -1218,6 +1470,7 @@ xl_thread_main(void *arg)
 void
 xl_event_free(struct xevent *e)
 {
+	free(e->ids);
 	xa_request_free(e->adhoc);
 	free(e->from_bare);
 	free(e->from_full);

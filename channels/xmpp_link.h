@@ -30,6 +30,8 @@
 
 #define BUCKETS 4096
 
+struct sb_timer;
+
 /* ---- shared between the core and the XMPP thread ---- */
 
 enum op_kind {
@@ -37,6 +39,7 @@ enum op_kind {
 	OP_MESSAGE,		/* send text */
 	OP_SUBSCRIPTION,	/* answer a subscription request */
 	OP_RAW,			/* send this XML (ad-hoc answers) */
+	OP_NOTICE,		/* a spooled notification: id "sb-<id>", then a ping */
 };
 
 struct op {
@@ -49,6 +52,16 @@ struct op {
 	int     known;		/* PRESENCE: has a state worth announcing */
 	int     groupchat;	/* MESSAGE */
 	int     accept;		/* SUBSCRIPTION */
+	uint64_t id;		/* NOTICE: the spool's id */
+};
+
+/* Notices sent before a ping, confirmed together by its answer. */
+struct barrier {
+	struct barrier *next;
+	unsigned long seq;	/* the ping's id is "sbnote<seq>" */
+	uint64_t sent;		/* ms */
+	uint64_t *ids;
+	size_t  n;
 };
 
 struct room {
@@ -106,6 +119,12 @@ struct xlink {
 	int     thread_started;
 	atomic_int closed;	/* the channel was closed: drop events */
 
+	/* core side only (the loop thread): notices of this loop turn, pushed
+	 * together so that one ping confirms them all */
+	struct op *batch, *batch_tail;
+	struct sb_timer *batch_timer;
+	int     up_once;	/* connected before: the next connect is a reconnect */
+
 	/* status, for describe() */
 	atomic_int connected;
 	atomic_ulong reconnects, stanzas_in, stanzas_out, dropped;
@@ -126,17 +145,22 @@ struct xlink {
 	uint64_t ping_sent;	/* ms, 0 when none outstanding */
 	uint64_t last_ping;
 	unsigned long ping_seq;
+	struct barrier *barriers, *barriers_tail;	/* oldest first */
+	unsigned long note_seq;
 };
 
-enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC };
+enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC, EV_RESULT };
 
 struct xevent {
 	struct xlink *l;
 	enum ev_kind kind;
 	char   *from_bare, *from_full, *to, *body, *thread, *room, *nick;
 	int     group;
-	int     up;		/* EV_STATE */
+	int     up;		/* EV_STATE (with room: that room was joined) */
 	struct xa_request *adhoc;	/* EV_ADHOC */
+	uint64_t *ids;		/* EV_RESULT: these notices ... */
+	size_t  nids;
+	int     result;		/* ... have this SB_SEND_* result */
 };
 
 struct xa_request;
@@ -145,6 +169,10 @@ struct xa_request;
 void  xl_op_free(struct op *);
 void  xl_unref(struct xlink *);			/* frees at the last reference */
 void  xl_push_op(struct xlink *, struct op *);	/* core -> link; takes op */
+/* core -> link: a chain of ops linked by next, in one go; takes them. */
+void  xl_push_ops(struct xlink *, struct op *head, struct op *tail);
+/* Report notices' results to the core (from either thread); takes ids. */
+void  xl_post_results(struct xlink *, uint64_t *ids, size_t n, int result);
 void  xl_event_free(struct xevent *);
 char *xl_bare_of(const char *jid);		/* NULL-safe, caller frees */
 /* The node a JID of ours names (component: <node>@<domain>; client: the

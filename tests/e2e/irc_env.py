@@ -454,7 +454,7 @@ class IrcUser:
         where = target or self.nick
         return self.wait_count(lambda m: m.frm == bot and m.cmd == cmd and
                                m.target.lower() == where.lower(), n, timeout,
-                               "%d answer line(s) to %r" % (n, text), since=since)
+                               "%d answer line(s) to %r" % (n, text), since=since)[:n]
 
 
 # ---------------------------------------------------------------- switchboard config

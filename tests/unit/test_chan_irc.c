@@ -6,8 +6,10 @@
  * the bot.  Then the driver itself on the real loop against a scripted
  * server on 127.0.0.1: what reaches the wire, byte for byte (registration,
  * nick collision, injection attempts, the 512-byte limit with the prefix
- * the server adds, the channel line limit, refusals).  Waits run the loop
- * until the expected line arrives or PATIENCE_MS passes; nothing sleeps.
+ * the server adds, the channel line limit, refusals), and how spooled
+ * notices are confirmed: DONE once written, LATER with their queued lines
+ * dropped when the connection goes.  Waits run the loop until the
+ * expected line arrives or PATIENCE_MS passes; nothing sleeps.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +36,7 @@
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
+#include "util.h"
 
 #define PATIENCE_MS 10000
 
@@ -435,6 +438,30 @@ static struct server srv;
 static struct sb_channel chan;
 static config_t cf;
 
+/* What the driver told the spool (sb_irc_notice_result, sb_irc_notify_kick). */
+static struct {
+	uint64_t id;
+	int     result;
+} results[64];
+static size_t nresults;
+static unsigned kicks;
+
+static void
+capture_result(uint64_t id, int result)
+{
+	assert_true(nresults < SB_ARRAY_LEN(results));
+	results[nresults].id = id;
+	results[nresults].result = result;
+	nresults++;
+}
+
+static void
+capture_kick(const char *channel)
+{
+	assert_string_equal(channel, "irc");
+	kicks++;
+}
+
 static void
 srv_listen(void)
 {
@@ -549,6 +576,7 @@ srv_send(const char *fmt, ...)
 
 /* The pacing under test: none to speak of, but for test_wire_pacing. */
 static const char *pacing = "flood_burst = 100; flood_rate = 100.0;";
+static const char *extra = "";	/* more keys, for one test */
 
 static int
 bot_setup(void **state)
@@ -561,6 +589,10 @@ bot_setup(void **state)
 
 	(void)state;
 	sb_log_set_level(SB_LOG_ERR);
+	sb_irc_notice_result = capture_result;
+	sb_irc_notify_kick = capture_kick;
+	nresults = 0;
+	kicks = 0;
 	sb_core.loop = sb_loop_new();
 	assert_non_null(sb_core.loop);
 	assert_int_equal(sb_acl_apply("acl.conf", rules, 1, NULL, 0, err, sizeof(err)), 0);
@@ -569,7 +601,7 @@ bot_setup(void **state)
 	    "irc = { server = \"127.0.0.1\"; port = %d; password = \"pa%%ss\";"
 	    " nick = \"sbbot\"; alt_nicks = [ \"sbbot_\" ]; username = \"switchbd\";"
 	    " channels = [ \"#ops sesame\" ]; %s"
-	    " max_channel_lines = 3; };", srv.port, pacing);
+	    " max_channel_lines = 3; %s };", srv.port, pacing, extra);
 	config_init(&cf);
 	assert_int_equal(config_read_string(&cf, text), CONFIG_TRUE);
 	s = config_lookup(&cf, "irc");
@@ -592,9 +624,17 @@ bot_setup_paced(void **state)
 }
 
 static int
+bot_setup_small_queue(void **state)
+{
+	extra = "queue_max = 10;";
+	return bot_setup(state);
+}
+
+static int
 bot_teardown(void **state)
 {
 	pacing = "flood_burst = 100; flood_rate = 100.0;";
+	extra = "";
 	(void)state;
 	sb_chan_irc.close(&chan);
 	sb_channel_unregister(&chan);
@@ -818,6 +858,182 @@ test_wire_pacing(void **state)
 	assert_in_range(t[11] - t[1], 900, 1600);
 }
 
+/* ---- spooled notices -------------------------------------------------------- */
+
+static int
+deliver(uint64_t id, const char *to, const char *text)
+{
+	struct sb_notice n = { .id = id, .to = to, .text = text, .attempt = 1 };
+
+	return sb_chan_irc.deliver(&chan, &n);
+}
+
+/* The result reported for id, waiting for it up to PATIENCE_MS; -99 if
+ * none came. */
+static int
+result_of(uint64_t id)
+{
+	uint64_t end = sb_now_ms() + PATIENCE_MS;
+
+	do {
+		for (size_t i = 0; i < nresults; i++)
+			if (results[i].id == id)
+				return results[i].result;
+		turn();
+	} while (sb_now_ms() < end);
+	return -99;
+}
+
+static void
+wait_nresults(size_t n)
+{
+	uint64_t end = sb_now_ms() + PATIENCE_MS;
+
+	while (nresults < n && sb_now_ms() < end)
+		turn();
+	assert_int_equal(nresults, n);
+}
+
+/* The server hangs up; what the bot sent until then is discarded. */
+static void
+srv_hangup(void)
+{
+	close(srv.fd);
+	srv.fd = -1;
+	srv.inlen = 0;
+}
+
+static void
+test_notice_done_once_written(void **state)
+{
+	char *l;
+
+	(void)state;
+	/* Not connected yet: the spool keeps it. */
+	assert_int_equal(deliver(1, "#ops", "early"), SB_SEND_LATER);
+	register_bot();
+	/* Not a target: never. */
+	assert_int_equal(deliver(2, "#ops\r\nQUIT", "x"), SB_SEND_FAIL);
+	/* Joined once the server says so: then the kick. */
+	srv_quiet(100);
+	assert_true(kicks >= 2);	/* registered, then in #ops */
+	assert_int_equal(deliver(3, "#ops", "web: critical\r\nQUIT :x"), SB_SEND_PENDING);
+	assert_int_equal(deliver(4, "alice", "to a nick"), SB_SEND_PENDING);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE #ops :web: critical");
+	free(l);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE #ops :QUIT :x");	/* no injection */
+	free(l);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE alice :to a nick");
+	free(l);
+	assert_int_equal(result_of(3), SB_SEND_DONE);
+	assert_int_equal(result_of(4), SB_SEND_DONE);
+	assert_int_equal(nresults, 2);
+	/* The default audience: every configured channel. */
+	assert_int_equal(deliver(5, NULL, "all"), SB_SEND_PENDING);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE #ops :all");
+	free(l);
+	assert_int_equal(result_of(5), SB_SEND_DONE);
+	srv_quiet(100);
+}
+
+static void
+test_notice_waits_for_the_channel(void **state)
+{
+	char *l;
+
+	(void)state;
+	register_bot();
+	srv_quiet(100);
+	srv_send(":op!o@" HOST " KICK #ops sbbot_ :out");
+	srv_quiet(100);
+	assert_int_equal(deliver(6, "#ops", "hot"), SB_SEND_LATER);
+	assert_int_equal(deliver(7, NULL, "hot"), SB_SEND_LATER);
+	l = srv_line();
+	assert_string_equal(l, "JOIN #ops sesame");
+	free(l);
+	kicks = 0;
+	srv_send(":sbbot_!~switchbd@" HOST " JOIN #ops");
+	srv_quiet(100);
+	assert_int_equal(kicks, 1);
+	assert_int_equal(deliver(6, "#ops", "hot"), SB_SEND_PENDING);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE #ops :hot");
+	free(l);
+	assert_int_equal(result_of(6), SB_SEND_DONE);
+}
+
+static void
+test_notice_dropped_on_disconnect(void **state)
+{
+	struct sb_msg *m;
+	char *l;
+
+	(void)state;
+	register_bot();		/* the JOIN took one of the 2 tokens */
+	srv_quiet(300);
+	/* 8 lines to a nick (no channel cut) at 10 a second, and a reply
+	 * queued behind them. */
+	assert_int_equal(deliver(11, "alice", "1\n2\n3\n4\n5\n6\n7\n8"), SB_SEND_PENDING);
+	m = request("alice", 0, "status");
+	sb_chan_irc.reply(&chan, m, "reply", SB_REPLY_DONE);
+	sb_msg_unref(m);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE alice :1");
+	free(l);
+	srv_hangup();
+	/* Lines of it were still queued: LATER, not DONE. */
+	assert_int_equal(result_of(11), SB_SEND_LATER);
+	assert_int_equal(deliver(12, "alice", "x"), SB_SEND_LATER);
+	/* After the reconnect none of its lines come back (the spool sends
+	 * it again, whole), but the reply does. */
+	register_bot();
+	assert_int_equal(chan.reconnects, 1);
+	l = srv_line();		/* the next line after the JOIN */
+	assert_string_equal(l, "PRIVMSG alice :reply");
+	free(l);
+	srv_quiet(300);
+	assert_int_equal(nresults, 1);
+	assert_int_equal(deliver(11, "alice", "1\n2"), SB_SEND_PENDING);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE alice :1");
+	free(l);
+	l = srv_line();
+	assert_string_equal(l, "NOTICE alice :2");
+	free(l);
+	wait_nresults(2);
+	assert_int_equal(results[1].id, 11);
+	assert_int_equal(results[1].result, SB_SEND_DONE);
+}
+
+static void
+test_notice_busy_queue_is_later(void **state)
+{
+	char text[4096];
+	struct sb_msg *m;
+	size_t len = 0;
+
+	(void)state;
+	register_bot();
+	srv_quiet(100);
+	/* queue_max is 10 here.  A notice that can never fit is refused; one
+	 * that does not fit now, behind a long reply (one line of which is
+	 * out already), waits. */
+	for (int i = 0; i < 12; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "line %d\n", i);
+	assert_int_equal(deliver(21, "alice", text), SB_SEND_FAIL);
+	m = request("alice", 0, "status");
+	sb_chan_irc.reply(&chan, m, "1\n2\n3\n4\n5\n6\n7\n8\n9", SB_REPLY_DONE);
+	sb_msg_unref(m);
+	assert_int_equal(deliver(22, "alice", "a\nb\nc"), SB_SEND_LATER);
+	assert_int_equal(deliver(23, "alice", "short"), SB_SEND_PENDING);
+	assert_int_equal(result_of(23), SB_SEND_DONE);
+	assert_int_equal(nresults, 1);
+}
+
 int
 main(void)
 {
@@ -848,6 +1064,12 @@ main(void)
 		W(test_wire_commands_in_and_refusal),
 		W(test_wire_kick_rejoin_and_announce),
 		cmocka_unit_test_setup_teardown(test_wire_pacing, bot_setup_paced, bot_teardown),
+		W(test_notice_done_once_written),
+		W(test_notice_waits_for_the_channel),
+		cmocka_unit_test_setup_teardown(test_notice_dropped_on_disconnect, bot_setup_paced,
+		    bot_teardown),
+		cmocka_unit_test_setup_teardown(test_notice_busy_queue_is_later,
+		    bot_setup_small_queue, bot_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
