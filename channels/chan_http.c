@@ -54,9 +54,11 @@
 #include "channel.h"
 #include "conf.h"
 #include "core.h"
+#include "dialplan.h"
 #include "dispatch.h"
 #include "http_auth.h"
 #include "http_hooks.h"
+#include "http_lua.h"
 #include "http_out.h"
 #include "http_render.h"
 #include "http_server.h"
@@ -64,6 +66,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "node.h"
+#include "notify.h"
 #include "util.h"
 
 #define MAX_OUTPUT	(1u << 20)	/* command output kept for one answer */
@@ -691,28 +694,278 @@ is_node(const char *name, void *ud)
 	return sb_node_find(name) != NULL;
 }
 
+/*
+ * A webhook request whose events are on their way to the store.  It lives
+ * apart from the request: the request may be gone (the channel stopped, the
+ * answer timed out) before the last done callback runs, and then that
+ * callback frees it.
+ */
+struct hookwait {
+	struct req *r;		/* NULL once the request no longer waits */
+	unsigned pending;	/* done callbacks still to come */
+	unsigned failed;	/* events that could not be made durable */
+	size_t  nevents;
+	json_t *ids;		/* the new events' ids, "E12" */
+};
+
+static void
+hookwait_detach(struct req *r)
+{
+	struct hookwait *w = r->wait;
+
+	if (w == NULL)
+		return;
+	r->wait = NULL;
+	w->r = NULL;
+	if (w->pending == 0) {
+		json_decref(w->ids);
+		free(w);
+	}
+}
+
+/* Every event is durable or failed: answer, if the request still waits. */
+static void
+hook_answer(struct req *r)
+{
+	struct hookwait *w = r->wait;
+	struct hookin *k = r->hook;
+	struct httpd *h = r->h;
+
+	if (r->running)
+		cmd_unlink(r);
+	if (!r->responded) {
+		if (w->failed) {
+			k->failed++;
+			sb_warnx("http %s: hook %s: %s: %u of %zu event%s not stored; answered 503",
+			    h->ch->name, k->name, r->peer, w->failed, w->nevents,
+			    w->nevents == 1 ? "" : "s");
+			http_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+			    "the events could not be stored; try again");
+		} else {
+			json_t *o = json_object();
+
+			k->accepted++;
+			k->events += w->nevents;
+			sb_info("http %s: hook %s: %s: %zu event%s", h->ch->name, k->name, r->peer,
+			    w->nevents, w->nevents == 1 ? "" : "s");
+			json_object_set_new(o, "ok", json_true());
+			json_object_set_new(o, "events", json_integer((json_int_t)w->nevents));
+			json_object_set_new(o, "ids", json_incref(w->ids));
+			respond_json(r, MHD_HTTP_OK, o);
+		}
+	}
+	hookwait_detach(r);
+	if (r->suspended) {
+		r->suspended = 0;
+		http_resume(h, r->conn);
+	}
+}
+
+static void
+on_event_done(void *ud, int ok)
+{
+	struct hookwait *w = ud;
+
+	if (!ok)
+		w->failed++;
+	if (--w->pending > 0)
+		return;
+	if (w->r)
+		hook_answer(w->r);
+	else {
+		json_decref(w->ids);
+		free(w);
+	}
+}
+
+static long
+on_hook_timeout(struct sb_loop *loop, struct sb_timer *t, void *ud)
+{
+	struct req *r = ud;
+
+	(void)loop;
+	(void)t;
+	r->timer = NULL;
+	sb_warnx("http %s: hook %s: %s: the store did not commit within %ld ms; answered 503",
+	    r->h->ch->name, r->hook->name, r->peer, r->h->command_timeout_ms);
+	r->hook->failed++;
+	cmd_unlink(r);
+	http_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+	    "the events were not stored in time; try again");
+	hookwait_detach(r);
+	if (r->suspended) {
+		r->suspended = 0;
+		http_resume(r->h, r->conn);
+	}
+	return SB_TIMER_STOP;
+}
+
+/*
+ * Submit the events; the answer waits until the notifier says each is
+ * durable (committed to the store), so a 2xx means the alert survives a
+ * crash, and a 503 makes the sender try again.
+ */
+static enum MHD_Result
+hook_submit(struct req *r, struct http_events *ev)
+{
+	struct hookwait *w = sb_calloc(1, sizeof(*w));
+	struct httpd *h = r->h;
+
+	w->r = r;
+	w->nevents = ev->n;
+	w->ids = json_array();
+	w->pending = 1;		/* held until every event is submitted */
+	r->wait = w;
+	for (size_t i = 0; i < ev->n; i++) {
+		struct sb_event_in in = {
+			.source = r->hook->name,
+			.node = ev->v[i].node,
+			.severity = ev->v[i].severity,
+			.text = ev->v[i].text,
+			.key = ev->v[i].key,
+			.resolved = ev->v[i].resolved,
+		};
+		int64_t id;
+
+		w->pending++;
+		if ((id = sb_event_submit(&in, on_event_done, w)) > 0) {
+			char eid[32];
+
+			snprintf(eid, sizeof(eid), "E%lld", (long long)id);
+			json_array_append_new(w->ids, json_string(eid));
+		}
+	}
+	http_events_free(ev);
+	if (--w->pending == 0) {
+		hook_answer(r);
+		return MHD_YES;
+	}
+	/* Park the connection until the commit (a loop turn, normally). */
+	r->running = 1;
+	r->next_cmd = h->cmds;
+	h->cmds = r;
+	r->timer = sb_loop_add_timer(sb_core.loop, h->command_timeout_ms, on_hook_timeout, r);
+	MHD_suspend_connection(r->conn);
+	r->suspended = 1;
+	return MHD_YES;
+}
+
+/* ---- Lua handlers ---- */
+
+struct luacall {
+	struct req *r;
+	json_t *payload;
+	struct http_lua_header hdr[HTTP_LUA_MAX_HEADERS];
+	size_t  nhdr;
+	struct http_events *out;
+};
+
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct luacall *c = cls;
+
+	(void)kind;
+	if (c->nhdr == HTTP_LUA_MAX_HEADERS)
+		return MHD_NO;
+	c->hdr[c->nhdr].name = key;
+	c->hdr[c->nhdr].value = value;
+	c->nhdr++;
+	return MHD_YES;
+}
+
+static void
+lua_push_args(lua_State *L, void *ud)
+{
+	static const char *const hide[] = { "Authorization", "Proxy-Authorization", "Cookie", NULL };
+	struct luacall *c = ud;
+
+	http_lua_push_json(L, c->payload, HTTP_LUA_MAX_DEPTH, HTTP_LUA_MAX_VALUES);
+	http_lua_push_request(L, c->r->hook->name, c->r->method, c->r->url, c->r->peer,
+	    c->hdr, c->nhdr, hide);
+}
+
+static void
+lua_event(void *ud, const struct sb_dialplan_event *e)
+{
+	struct luacall *c = ud;
+	char *key = e->key ? sb_asprintf("%s:%s", c->r->hook->name, e->key) : NULL;
+
+	http_events_add(c->out, e->node, e->severity, e->text, key, e->resolved);
+	free(key);
+}
+
+/* Run the hook's Lua handler on payload (borrowed); 0, or -1 with err. */
+static int
+run_lua_handler(struct req *r, json_t *payload, struct http_events *out, char *err,
+                size_t errlen)
+{
+	struct luacall c = { .r = r, .payload = payload, .out = out };
+	char msg[1024];
+
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &c);
+	if (sb_dialplan_webhook(r->hook->lua, lua_push_args, &c, lua_event, &c, msg,
+	    sizeof(msg)) < 0) {
+		http_events_free(out);
+		sb_warnx("http %s: hook %s: %s: Lua handler %s failed: %s", r->h->ch->name,
+		    r->hook->name, r->peer, r->hook->lua, msg);
+		msg[strcspn(msg, "\n")] = '\0';	/* the sender gets the first line */
+		snprintf(err, errlen, "handler %s: %s", r->hook->lua, msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Why the signature is refused, or NULL if it is right. */
+static const char *
+signature_refusal(struct req *r)
+{
+	struct hookin *k = r->hook;
+	const char *sig = header(r, k->hmac_header), *ts;
+	const char *body = r->body.buf ? r->body.buf : "";
+
+	if (sig == NULL)
+		return "no signature";
+	if (k->ts_header == NULL)
+		return http_hmac_check(k->hmac_secret, body, r->body.len, sig) ? NULL :
+		    "signature mismatch";
+	if ((ts = header(r, k->ts_header)) == NULL)
+		return "no signed timestamp";
+	if (!http_hmac_check_ts(k->hmac_secret, ts, body, r->body.len, sig))
+		return "signature mismatch";
+	/* Checked after the signature, so only the sender learns of its clock. */
+	if (!http_timestamp_fresh(ts, time(NULL), k->max_skew))
+		return "stale or bad timestamp";
+	return NULL;
+}
+
 static enum MHD_Result
 handle_hook(struct req *r)
 {
 	struct hookin *k = r->hook;
 	struct http_events ev = { 0 };
-	char err[256];
+	const char *why;
+	char err[1100];
 	json_t *j;
 
-	if (k->hmac_secret && !http_hmac_check(k->hmac_secret, r->body.buf ? r->body.buf : "",
-	    r->body.len, header(r, k->hmac_header))) {
+	if (k->hmac_secret && (why = signature_refusal(r)) != NULL) {
 		k->unauthorized++;
-		sb_notice("http %s: hook %s: %s: refused: %s", r->h->ch->name, k->name, r->peer,
-		    header(r, k->hmac_header) ? "signature mismatch" : "no signature");
-		return http_respond_error(r, MHD_HTTP_UNAUTHORIZED, "%s",
-		    header(r, k->hmac_header) ? "signature mismatch" : "no signature");
+		sb_notice("http %s: hook %s: %s: refused: %s", r->h->ch->name, k->name, r->peer, why);
+		return http_respond_error(r, MHD_HTTP_UNAUTHORIZED, "%s", why);
 	}
 	if ((j = parse_body(r, err, sizeof(err))) == NULL) {
 		k->bad_request++;
 		sb_notice("http %s: hook %s: %s: %s", r->h->ch->name, k->name, r->peer, err);
 		return http_respond_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 	}
-	if (http_hook_adapt(k->format, k->name, j, k->dedup, is_node, NULL, &ev, err,
+	if (k->lua) {
+		/* A script's error is the server's: 500, so the sender retries. */
+		if (run_lua_handler(r, j, &ev, err, sizeof(err)) < 0) {
+			json_decref(j);
+			k->failed++;
+			return http_respond_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err);
+		}
+	} else if (http_hook_adapt(k->format, k->name, j, k->dedup, is_node, NULL, &ev, err,
 	    sizeof(err)) < 0) {
 		json_decref(j);
 		k->bad_request++;
@@ -721,23 +974,7 @@ handle_hook(struct req *r)
 		return http_respond_error(r, MHD_HTTP_BAD_REQUEST, "%s", err);
 	}
 	json_decref(j);
-	/* The router delivers (or queues) before this returns, so the 2xx
-	 * below means the events were accepted.  (With the durable spool,
-	 * "accepted" will mean committed to it.) */
-	for (size_t i = 0; i < ev.n; i++)
-		sb_core_event(k->name, ev.v[i].node, ev.v[i].severity, ev.v[i].text);
-	k->accepted++;
-	k->events += ev.n;
-	sb_info("http %s: hook %s: %s: %zu event%s", r->h->ch->name, k->name, r->peer, ev.n,
-	    ev.n == 1 ? "" : "s");
-	{
-		json_t *o = json_object();
-
-		json_object_set_new(o, "ok", json_true());
-		json_object_set_new(o, "events", json_integer((json_int_t)ev.n));
-		http_events_free(&ev);
-		return respond_json(r, MHD_HTTP_OK, o);
-	}
+	return hook_submit(r, &ev);
 }
 
 /* ---- the request handler ---- */
@@ -773,6 +1010,7 @@ req_free(struct req *r)
 {
 	if (r->running)
 		cmd_unlink(r);
+	hookwait_detach(r);
 	free(r->url);
 	free(r->arg);
 	free(r->early_msg);
@@ -858,6 +1096,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 
 /* ---- the driver ---- */
 
+static void on_out_result(void *, uint64_t, enum http_out_result);
+
 static int
 http_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t errlen)
 {
@@ -872,6 +1112,7 @@ http_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t er
 		ch->priv = NULL;
 		return -1;
 	}
+	http_out_set_result(h->out, on_out_result, h);
 	return 0;
 }
 
@@ -1088,18 +1329,26 @@ http_reply(struct sb_channel *ch, const struct sb_msg *req, const char *text, un
 	return 0;
 }
 
+/* The default audience: the status pages that are open. */
+static void
+sse_notice(struct httpd *h, const char *text, uint64_t id)
+{
+	json_t *o = json_object();
+
+	if (id)
+		json_object_set_new(o, "id", json_integer((json_int_t)id));
+	json_object_set_new(o, "text", json_string(text));
+	json_object_set_new(o, "time", json_integer((json_int_t)time(NULL)));
+	http_sse_broadcast(h, "notice", o);
+}
+
 static int
 http_send(struct sb_channel *ch, const char *to, const char *text)
 {
 	struct httpd *h = ch->priv;
-	json_t *o;
 
 	if (to == NULL || *to == '\0') {
-		/* The default audience: the status pages that are open. */
-		o = json_object();
-		json_object_set_new(o, "text", json_string(text));
-		json_object_set_new(o, "time", json_integer((json_int_t)time(NULL)));
-		http_sse_broadcast(h, "notice", o);
+		sse_notice(h, text, 0);
 		return 0;
 	}
 	switch (http_out_send(h->out, to, text)) {
@@ -1110,6 +1359,51 @@ http_send(struct sb_channel *ch, const char *to, const char *text)
 		return -1;
 	default:
 		return -1;
+	}
+}
+
+/* An outgoing webhook's outcome for a spooled notice (see http_deliver). */
+static void
+on_out_result(void *ud, uint64_t id, enum http_out_result res)
+{
+	(void)ud;
+	sb_notice_result(id, res == HTTP_OUT_DONE ? SB_SEND_DONE :
+	    res == HTTP_OUT_LATER ? SB_SEND_LATER : SB_SEND_FAIL);
+}
+
+/*
+ * A spooled notice.  To the default audience (the open status pages) it is
+ * done once broadcast: a page that is not open has nothing to catch up.
+ * To a webhook it is one POST, whose outcome comes back through
+ * on_out_result(): 2xx done; no answer, 5xx, 408 or 429 later (the spool
+ * retries with its own backoff); any other status a failure.
+ */
+static int
+http_deliver(struct sb_channel *ch, const struct sb_notice *n)
+{
+	struct httpd *h = ch->priv;
+	char *body;
+
+	if (n->to == NULL || *n->to == '\0') {
+		sse_notice(h, n->text, n->id);
+		return SB_SEND_DONE;
+	}
+	if (!http_out_has(h->out, n->to)) {
+		sb_warnx("http %s: no webhook named \"%s\"; notice %llu dropped", ch->name, n->to,
+		    (unsigned long long)n->id);
+		return SB_SEND_FAIL;
+	}
+	if (h->stopped)
+		return SB_SEND_LATER;
+	body = http_out_notice_body(http_out_format_of(h->out, n->to), ch->name, n->text,
+	    n->json, time(NULL));
+	switch (http_out_deliver(h->out, n->to, n->id, n->attempt, body)) {
+	case 0:
+		return SB_SEND_PENDING;
+	case -1:
+		return SB_SEND_FAIL;
+	default:
+		return SB_SEND_LATER;
 	}
 }
 
@@ -1145,6 +1439,7 @@ const struct sb_channel_driver sb_chan_http = {
 	.start = http_start,
 	.reply = http_reply,
 	.send = http_send,
+	.deliver = http_deliver,
 	.presence = http_presence,
 	.describe = http_describe,
 	.stop = http_stop,

@@ -9,6 +9,7 @@
  * the first wrong byte shows in the time an answer takes.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -102,6 +103,40 @@ http_hmac_check(const char *secret, const void *body, size_t len, const char *si
 		return 0;
 	http_hmac_sha256(secret, strlen(secret), body, len, want);
 	return http_ct_equal(want, got, sizeof(want));
+}
+
+int
+http_hmac_check_ts(const char *secret, const char *ts, const void *body, size_t len,
+                   const char *sig)
+{
+	size_t tl = strlen(ts);
+	char *buf = malloc(tl + 1 + len + 1);
+	int ok;
+
+	if (buf == NULL)
+		return 0;
+	memcpy(buf, ts, tl);
+	buf[tl] = ':';
+	if (len)
+		memcpy(buf + tl + 1, body, len);
+	ok = http_hmac_check(secret, buf, tl + 1 + len, sig);
+	free(buf);
+	return ok;
+}
+
+int
+http_timestamp_fresh(const char *ts, time_t now, long max_skew)
+{
+	long long t = 0;
+	size_t n = 0;
+
+	if (ts == NULL)
+		return 0;
+	for (; ts[n] >= '0' && ts[n] <= '9' && n < 12; n++)
+		t = t * 10 + (ts[n] - '0');
+	if (n == 0 || ts[n] != '\0')
+		return 0;
+	return t >= (long long)now - max_skew && t <= (long long)now + max_skew;
 }
 
 const char *

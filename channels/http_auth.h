@@ -8,6 +8,7 @@
 #define SB_HTTP_AUTH_H
 
 #include <stddef.h>
+#include <time.h>
 
 #define HTTP_SHA256_LEN 32
 
@@ -35,6 +36,13 @@ void http_hex_encode(const unsigned char *in, size_t len, char *out);
 /* Is sig (a header value: "<hex>" or "sha256=<hex>") the HMAC-SHA256 of
  * body under secret?  1 or 0; the comparison is constant-time. */
 int  http_hmac_check(const char *secret, const void *body, size_t len, const char *sig);
+
+/* The same for Grafana's signed timestamp: the HMAC of "<ts>:<body>". */
+int  http_hmac_check_ts(const char *secret, const char *ts, const void *body, size_t len,
+                        const char *sig);
+/* Is ts a Unix time in decimal digits, at most max_skew seconds from now
+ * either way?  1 or 0. */
+int  http_timestamp_fresh(const char *ts, time_t now, long max_skew);
 
 /* The token in an Authorization header value "Bearer <token>" (scheme
  * case-insensitive), or NULL.  Returns a pointer into value (borrowed). */

@@ -40,12 +40,20 @@ static const struct sb_conf_key hook_keys[] = {
 	  "the hook's URL is /hooks/<name>; also the source of its events" },
 	{ "format", SB_CT_STRING, 0, NULL, "json",
 	  "alertmanager, grafana or json ({\"node\", \"severity\", \"text\"})" },
+	{ "handler", SB_CT_STRING, 0, NULL, NULL,
+	  "what turns the payload into events: a built-in format (as format) or \"lua:<name>\", "
+	  "a script's webhook \"<name>\" (function ...)" },
 	{ "token", SB_CT_STRING, 0, NULL, NULL,
 	  "bearer token the sender presents (16 characters or more)" },
 	{ "hmac_secret", SB_CT_STRING, 0, NULL, NULL,
 	  "key of the HMAC-SHA256 of the body the sender puts in hmac_header" },
 	{ "hmac_header", SB_CT_STRING, 0, NULL, "X-Signature-256",
 	  "header holding the signature, hex, optionally prefixed sha256=" },
+	{ "hmac_timestamp_header", SB_CT_STRING, 0, NULL, NULL,
+	  "header holding a Unix time the sender signs as \"<time>:<body>\" (Grafana's "
+	  "timestamp header); the time must be within hmac_max_skew" },
+	{ "hmac_max_skew", SB_CT_FLOAT, 0, NULL, "300",
+	  "seconds a signed timestamp may be off from our clock, either way" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -193,10 +201,12 @@ open_hooks(struct httpd *h, const config_setting_t *s, char *err, size_t errlen)
 		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
 		struct hookin *k = &h->hooks[i];
 		const char *name = sb_conf_str(e, "name", "");
-		const char *fmt = sb_conf_str(e, "format", "json");
+		const char *fmt = sb_conf_str(e, "format", NULL);
+		const char *handler = sb_conf_str(e, "handler", NULL);
 		const char *tok = sb_conf_str(e, "token", NULL);
 		const char *sec = sb_conf_str(e, "hmac_secret", NULL);
-		int f = http_hook_format_parse(fmt);
+		const char *tsh = sb_conf_str(e, "hmac_timestamp_header", NULL);
+		int f;
 
 		k->name = sb_strdup(name);
 		k->hmac_secret = sb_strdup(sec);
@@ -207,10 +217,36 @@ open_hooks(struct httpd *h, const config_setting_t *s, char *err, size_t errlen)
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(h->hooks[j].name, name) == 0)
 				return conf_fail(err, errlen, e, "duplicate hook \"%s\"", name);
-		if (f < 0)
-			return conf_fail(err, errlen, e, "hook %s: format must be alertmanager, "
-			    "grafana or json, not \"%s\"", name, fmt);
+		if (handler && strncmp(handler, "lua:", 4) == 0) {
+			if (fmt)
+				return conf_fail(err, errlen, e, "hook %s: a Lua handler takes no "
+				    "format", name);
+			if (!http_valid_name(handler + 4))
+				return conf_fail(err, errlen, e, "hook %s: handler \"%s\": the Lua "
+				    "handler's name must be 1-63 letters, digits, '-', '_' or '.'",
+				    name, handler);
+			k->lua = sb_strdup(handler + 4);
+			fmt = "json";
+		} else if (handler && fmt && strcmp(handler, fmt) != 0) {
+			return conf_fail(err, errlen, e, "hook %s: format \"%s\" and handler "
+			    "\"%s\" disagree (handler is enough)", name, fmt, handler);
+		} else if (handler) {
+			fmt = handler;
+		}
+		if (fmt == NULL)
+			fmt = "json";
+		if ((f = http_hook_format_parse(fmt)) < 0)
+			return conf_fail(err, errlen, e, "hook %s: handler must be alertmanager, "
+			    "grafana, json or lua:<name>, not \"%s\"", name, fmt);
 		k->format = (enum http_hook_format)f;
+		if (tsh && sec == NULL)
+			return conf_fail(err, errlen, e, "hook %s: hmac_timestamp_header needs "
+			    "hmac_secret", name);
+		k->ts_header = sb_strdup(tsh);
+		k->max_skew = (long)sb_conf_float(e, "hmac_max_skew", 300);
+		if (k->max_skew < 1 || k->max_skew > 86400)
+			return conf_fail(err, errlen, e, "hook %s: hmac_max_skew must be 1 to 86400 "
+			    "seconds", name);
 		if (tok == NULL && sec == NULL)
 			return conf_fail(err, errlen, e, "hook %s needs a token or an hmac_secret "
 			    "(or both)", name);
@@ -369,6 +405,8 @@ http_conf_free(struct httpd *h)
 		free(h->hooks[i].name);
 		free(h->hooks[i].hmac_secret);
 		free(h->hooks[i].hmac_header);
+		free(h->hooks[i].ts_header);
+		free(h->hooks[i].lua);
 		http_dedup_free(h->hooks[i].dedup);
 	}
 	free(h->hooks);

@@ -7,7 +7,9 @@
  * adapter makes at most two events of a post, one for the alerts that
  * started firing and one for those resolved, and leaves out alerts whose
  * fingerprint was already announced in the same status: a repeat of an
- * unchanged group says nothing new, so it sends nothing.  Grafana's
+ * unchanged group says nothing new, so it sends nothing.  An event is one
+ * line (the notifier lists events one per line): "am: [FIRING:2]
+ * HighCPUTemp: web: CPU at 95 C [critical]; mail: CPU at 86 C [warning]".  Grafana's
  * unified alerting posts the same shape; its legacy format is one rule.
  */
 #include <stdint.h>
@@ -172,6 +174,7 @@ http_events_free(struct http_events *ev)
 		free(ev->v[i].node);
 		free(ev->v[i].severity);
 		free(ev->v[i].text);
+		free(ev->v[i].key);
 	}
 	free(ev->v);
 	ev->v = NULL;
@@ -193,8 +196,10 @@ cut(char *s)
 	return s;
 }
 
+/* Append an event; text and key are taken. */
 static void
-add_event(struct http_events *out, const char *node, const char *sev, char *text)
+add_event(struct http_events *out, const char *node, const char *sev, char *text,
+          char *key, int resolved)
 {
 	struct http_event *e;
 
@@ -203,6 +208,15 @@ add_event(struct http_events *out, const char *node, const char *sev, char *text
 	e->node = sb_strdup(node);
 	e->severity = sb_strdup(sev);
 	e->text = cut(text);
+	e->key = key;
+	e->resolved = resolved;
+}
+
+void
+http_events_add(struct http_events *out, const char *node, const char *sev, const char *text,
+                const char *key, int resolved)
+{
+	add_event(out, node, sev, sb_strdup(text), sb_strdup(key), resolved);
 }
 
 /* A label naming the node the alert is about, if it is one of ours:
@@ -238,12 +252,44 @@ struct group {
 	int     mixed;		/* about several nodes, or some about none */
 	char    name[128];	/* the common alertname, or "" */
 	int     names_differ;
+	char  **fps;		/* the alerts' fingerprints: the event's key */
 };
 
-static void
-group_add(struct group *g, const char *node, const char *who, const char *summary,
-          const char *sev, const char *alertname)
+static int
+str_cmp(const void *a, const void *b)
 {
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "<hook>:<fp>[,<fp>...]", the fingerprints sorted, so that the resolution
+ * of the same alerts gives the same key. */
+static char *
+group_key(struct group *g, const char *hook)
+{
+	struct sb_buf b = { 0 };
+
+	qsort(g->fps, g->n, sizeof(*g->fps), str_cmp);
+	sb_buf_printf(&b, "%s:", hook);
+	for (size_t i = 0; i < g->n; i++)
+		sb_buf_printf(&b, "%s%s", i ? "," : "", g->fps[i]);
+	return sb_buf_steal(&b);
+}
+
+static void
+group_free(struct group *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		free(g->fps[i]);
+	free(g->fps);
+	sb_buf_free(&g->lines);
+}
+
+static void
+group_add(struct group *g, const char *fp, const char *node, const char *who,
+          const char *summary, const char *sev, const char *alertname)
+{
+	g->fps = sb_realloc(g->fps, (g->n + 1) * sizeof(*g->fps));
+	g->fps[g->n] = sb_strdup(fp);
 	if (g->n == 0) {
 		sb_strlcpy(g->node, node ? node : "", sizeof(g->node));
 		g->mixed = node == NULL;
@@ -258,7 +304,7 @@ group_add(struct group *g, const char *node, const char *who, const char *summar
 			g->sev = sev;
 	}
 	g->n++;
-	sb_buf_printf(&g->lines, "\n  %s: %s", who, summary);
+	sb_buf_printf(&g->lines, "%s%s: %s", g->lines.len ? "; " : ": ", who, summary);
 	if (strcmp(g->status, "firing") == 0)
 		sb_buf_printf(&g->lines, " [%s]", sev);
 }
@@ -296,7 +342,8 @@ group_emit(struct group *g, const char *hook, const json_t *payload,
 			sb_buf_puts(&b, ")");
 	}
 	sb_buf_add(&b, g->lines.buf, g->lines.len);
-	add_event(out, g->mixed ? NULL : g->node, g->sev, sb_buf_steal(&b));
+	add_event(out, g->mixed ? NULL : g->node, g->sev, sb_buf_steal(&b), group_key(g, hook),
+	    strcmp(g->status, "resolved") == 0);
 }
 
 static int
@@ -347,7 +394,6 @@ adapt_alerts(const char *hook, json_t *p, struct http_dedup *d, http_is_node_fn 
 			free(fpbuf);
 			continue;
 		}
-		free(fpbuf);
 		node = find_node(labels, is_node, ud, nodebuf, sizeof(nodebuf));
 		who = node;
 		if (who == NULL)
@@ -364,13 +410,14 @@ adapt_alerts(const char *hook, json_t *p, struct http_dedup *d, http_is_node_fn 
 		if (summary == NULL)
 			summary = name ? name : "alert";
 		sev = http_severity_normalize(str_member(labels, "severity"), "warning");
-		group_add(strcmp(st, "firing") == 0 ? &firing : &resolved, node, who, summary,
+		group_add(strcmp(st, "firing") == 0 ? &firing : &resolved, fp, node, who, summary,
 		    sev, name);
+		free(fpbuf);
 	}
 	group_emit(&firing, hook, p, out);
 	group_emit(&resolved, hook, p, out);
-	sb_buf_free(&firing.lines);
-	sb_buf_free(&resolved.lines);
+	group_free(&firing);
+	group_free(&resolved);
 	return 0;
 }
 
@@ -424,13 +471,15 @@ adapt_grafana_legacy(const char *hook, json_t *p, struct http_dedup *d,
 		json_t *v = json_object_get(m, "value");
 
 		if (i == 10) {
-			sb_buf_printf(&b, "\n  ... %zu more", json_array_size(matches) - 10);
+			sb_buf_printf(&b, "; ... %zu more", json_array_size(matches) - 10);
 			break;
 		}
 		if (json_is_number(v))
-			sb_buf_printf(&b, "\n  %s = %g", metric ? metric : "value", json_number_value(v));
+			sb_buf_printf(&b, "%s%s = %g", i ? ", " : "; ", metric ? metric : "value",
+			    json_number_value(v));
 	}
-	add_event(out, node, sev, sb_buf_steal(&b));
+	add_event(out, node, sev, sb_buf_steal(&b), sb_asprintf("%s:%s", hook, key),
+	    strcmp(state, "ok") == 0);
 	return 0;
 }
 
@@ -455,7 +504,8 @@ generic_one(const char *hook, json_t *o, const char *where, struct http_events *
             char *err, size_t errlen)
 {
 	json_t *jn = json_object_get(o, "node"), *js = json_object_get(o, "severity");
-	const char *text = str_member(o, "text"), *sev = "info", *node = NULL;
+	json_t *jk = json_object_get(o, "key"), *jr = json_object_get(o, "resolved");
+	const char *text = str_member(o, "text"), *sev = "info", *node = NULL, *key = NULL;
 
 	if (!json_is_object(o)) {
 		snprintf(err, errlen, "%s must be an object", where);
@@ -480,8 +530,20 @@ generic_one(const char *hook, json_t *o, const char *where, struct http_events *
 			return -1;
 		}
 	}
+	if (jk && !json_is_null(jk)) {
+		key = json_string_value(jk);
+		if (key == NULL || *key == '\0' || strlen(key) > 200) {
+			snprintf(err, errlen, "%s: 'key' must be a string of 1 to 200 bytes", where);
+			return -1;
+		}
+	}
+	if (jr && !json_is_null(jr) && !json_is_boolean(jr)) {
+		snprintf(err, errlen, "%s: 'resolved' must be true or false", where);
+		return -1;
+	}
 	add_event(out, node, sev, node ? sb_asprintf("%s: %s: %s", hook, node, text) :
-	    sb_asprintf("%s: %s", hook, text));
+	    sb_asprintf("%s: %s", hook, text), key ? sb_asprintf("%s:%s", hook, key) : NULL,
+	    json_is_true(jr));
 	return 0;
 }
 

@@ -6,8 +6,12 @@
  * so a burst of alerts in one group is one message, with alerts already
  * announced in the same status left out (deduplicated by fingerprint).
  *
+ * Each event carries a dedup key for the notifier: "<hook>:<fingerprint>"
+ * (several fingerprints, sorted and joined by ",", for a group), so that
+ * the resolved event of a group closes the event its firing opened.
+ *
  * Pure functions on parsed JSON (jansson): no sockets, no loop, no core
- * calls; the caller routes the events.  Which names are nodes is asked
+ * calls; the caller submits the events.  Which names are nodes is asked
  * through a callback, so the unit test can answer it.
  */
 #ifndef SB_HTTP_HOOKS_H
@@ -31,6 +35,8 @@ struct http_event {
 	char   *node;		/* NULL: not about one node */
 	char   *severity;	/* "info", "warning" or "critical" */
 	char   *text;
+	char   *key;		/* the notifier's dedup key, or NULL (source/node) */
+	int     resolved;	/* resolves the open event with this key */
 };
 
 struct http_events {
@@ -62,6 +68,9 @@ int  http_hook_adapt(enum http_hook_format, const char *hook, json_t *payload,
                      struct http_dedup *, http_is_node_fn *, void *ud,
                      struct http_events *out, char *err, size_t errlen);
 void http_events_free(struct http_events *);
+/* Append an event (every string copied; text cut at HTTP_HOOK_MAX_TEXT). */
+void http_events_add(struct http_events *, const char *node, const char *severity,
+                     const char *text, const char *key, int resolved);
 
 /* "critical", "warning" or "info" for a severity label's value (page,
  * error, high, ... are critical; warn, medium, ... warning); NULL: def. */

@@ -32,6 +32,8 @@ struct item {
 	struct item *next;
 	char   *body;
 	int     attempts;
+	uint64_t id;		/* a spooled notice (one attempt, reported), or 0 */
+	unsigned attempt;	/* the spool's attempt number */
 };
 
 struct hook {
@@ -54,6 +56,8 @@ struct http_out {
 	struct hook *hooks;
 	size_t  n;
 	int     started;
+	http_out_result_fn *result;
+	void   *result_ud;
 };
 
 static void start_next(struct hook *);
@@ -75,6 +79,30 @@ http_out_body(enum http_out_format f, const char *chan, const char *text, time_t
 		json_object_set_new(o, "channel", json_string(chan));
 		json_object_set_new(o, "time", json_string(stamp));
 	}
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+char *
+http_out_notice_body(enum http_out_format f, const char *chan, const char *text,
+                     const char *json, time_t when)
+{
+	json_t *o = json && f == HTTP_OUT_JSON ? json_loads(json, 0, NULL) : NULL;
+	char stamp[32];
+	struct tm tm;
+	char *s;
+
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return http_out_body(f, chan, text, when);
+	}
+	gmtime_r(&when, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (json_object_get(o, "channel") == NULL)
+		json_object_set_new(o, "channel", json_string(chan));
+	if (json_object_get(o, "time") == NULL)
+		json_object_set_new(o, "time", json_string(stamp));
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
@@ -222,6 +250,49 @@ on_retry(struct sb_loop *loop, struct sb_timer *t, void *ud)
 	return SB_TIMER_STOP;
 }
 
+/*
+ * The one attempt at a spooled notice is over: log, count, report, and go
+ * on with the next.  The spool decides about retries; "attempt N failed"
+ * and "dropped after N attempts" keep the wording of the in-memory retries.
+ */
+static void
+finish_notice(struct hook *h, struct item *it, CURLcode rc, long status)
+{
+	struct http_out *o = h->o;
+	enum http_out_result res;
+	const char *why = rc != CURLE_OK ? (*h->errbuf ? h->errbuf : curl_easy_strerror(rc)) : NULL;
+	uint64_t id = it->id;
+
+	if (rc == CURLE_OK && status >= 200 && status < 300) {
+		sb_info("http %s: webhook %s: delivered (HTTP %ld)%s [notice %llu]", o->chan,
+		    h->c.name, status, it->attempt > 1 ? " after retries" : "",
+		    (unsigned long long)id);
+		h->delivered++;
+		res = HTTP_OUT_DONE;
+	} else if (http_out_retryable(rc == CURLE_OK ? status : 0)) {
+		if (why)
+			sb_notice("http %s: webhook %s: attempt %u failed (%s); the spool retries "
+			    "[notice %llu]", o->chan, h->c.name, it->attempt, why,
+			    (unsigned long long)id);
+		else
+			sb_notice("http %s: webhook %s: attempt %u failed (HTTP %ld); the spool "
+			    "retries [notice %llu]", o->chan, h->c.name, it->attempt, status,
+			    (unsigned long long)id);
+		h->retries++;
+		res = HTTP_OUT_LATER;
+	} else {
+		sb_warnx("http %s: webhook %s: dropped after %u attempt%s: HTTP %ld [notice %llu]",
+		    o->chan, h->c.name, it->attempt, it->attempt == 1 ? "" : "s", status,
+		    (unsigned long long)id);
+		h->failed++;
+		res = HTTP_OUT_FAIL;
+	}
+	pop(h);
+	start_next(h);
+	if (o->result)
+		o->result(o->result_ud, id, res);
+}
+
 static void
 finish(struct hook *h, CURLcode rc)
 {
@@ -234,6 +305,10 @@ finish(struct hook *h, CURLcode rc)
 	curl_easy_cleanup(h->easy);
 	h->easy = NULL;
 	it->attempts++;
+	if (it->id) {
+		finish_notice(h, it, rc, status);
+		return;
+	}
 	if (rc == CURLE_OK && status >= 200 && status < 300) {
 		sb_info("http %s: webhook %s: delivered (HTTP %ld)%s", h->o->chan, h->c.name,
 		    status, it->attempts > 1 ? " after retries" : "");
@@ -378,9 +453,42 @@ http_out_start(struct http_out *o, struct sb_loop *loop)
 	return 0;
 }
 
+/* Take the spooled notices out of every queue (their ids into *ids, the
+ * caller frees): a stopped channel hands them back to the spool. */
+static size_t
+take_notices(struct http_out *o, uint64_t **ids)
+{
+	size_t n = 0;
+
+	*ids = NULL;
+	for (size_t i = 0; i < o->n; i++) {
+		struct hook *h = &o->hooks[i];
+		struct item **pp = &h->head, *it;
+
+		h->tail = NULL;
+		while ((it = *pp) != NULL) {
+			if (it->id == 0) {
+				h->tail = it;
+				pp = &it->next;
+				continue;
+			}
+			*ids = sb_realloc(*ids, (n + 1) * sizeof(**ids));
+			(*ids)[n++] = it->id;
+			*pp = it->next;
+			h->n--;
+			free(it->body);
+			free(it);
+		}
+	}
+	return n;
+}
+
 void
 http_out_stop(struct http_out *o)
 {
+	uint64_t *ids;
+	size_t nids;
+
 	if (o == NULL || !o->started)
 		return;
 	o->started = 0;
@@ -403,6 +511,10 @@ http_out_stop(struct http_out *o)
 		sb_loop_del_timer(o->loop, o->timer);
 		o->timer = NULL;
 	}
+	nids = take_notices(o, &ids);
+	for (size_t i = 0; i < nids && o->result; i++)
+		o->result(o->result_ud, ids[i], HTTP_OUT_LATER);
+	free(ids);
 }
 
 void
@@ -476,6 +588,58 @@ http_out_send(struct http_out *o, const char *name, const char *text)
 	}
 	it = sb_calloc(1, sizeof(*it));
 	it->body = http_out_body(h->c.format, o->chan, text, time(NULL));
+	if (h->tail)
+		h->tail->next = it;
+	else
+		h->head = it;
+	h->tail = it;
+	h->n++;
+	start_next(h);
+	return 0;
+}
+
+void
+http_out_set_result(struct http_out *o, http_out_result_fn *fn, void *ud)
+{
+	o->result = fn;
+	o->result_ud = ud;
+}
+
+enum http_out_format
+http_out_format_of(const struct http_out *o, const char *name)
+{
+	struct hook *h = find(o, name);
+
+	return h ? h->c.format : HTTP_OUT_SLACK;
+}
+
+int
+http_out_deliver(struct http_out *o, const char *name, uint64_t id, unsigned attempt,
+                 char *body)
+{
+	struct hook *h = find(o, name);
+	struct item *it;
+
+	if (h == NULL) {
+		free(body);
+		return -1;
+	}
+	for (it = h->head; it; it = it->next)
+		if (it->id == id) {
+			free(body);	/* still waiting: its outcome will come */
+			return 0;
+		}
+	if (!o->started || h->n >= h->c.queue_max) {
+		if (o->started)
+			sb_notice("http %s: webhook %s: %zu notifications waiting; notice %llu "
+			    "stays in the spool", o->chan, h->c.name, h->n, (unsigned long long)id);
+		free(body);
+		return -2;
+	}
+	it = sb_calloc(1, sizeof(*it));
+	it->body = body;
+	it->id = id;
+	it->attempt = attempt ? attempt : 1;
 	if (h->tail)
 		h->tail->next = it;
 	else

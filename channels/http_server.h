@@ -29,6 +29,7 @@
 #define HTTP_FD_CEILING	1024	/* select()-based libraries share the process */
 #define HTTP_MAX_CODES	24	/* distinct status codes counted */
 
+struct hookwait;
 struct http_out;
 struct httpd;
 struct sb_channel;
@@ -43,6 +44,9 @@ struct hookin {
 	struct http_token token;	/* its name is unused */
 	char   *hmac_secret;
 	char   *hmac_header;
+	char   *ts_header;	/* signed timestamp ("<time>:<body>"), or NULL */
+	long    max_skew;	/* seconds */
+	char   *lua;		/* a Lua handler's name, or NULL: format's adapter */
 	struct http_dedup *dedup;
 	unsigned long accepted, unauthorized, bad_request, failed, events;
 };
@@ -100,6 +104,8 @@ struct req {
 	struct sb_buf out;
 	int     out_cut;
 	struct sb_timer *timer;
+	/* a webhook waiting for its events to be durable (chan_http.c) */
+	struct hookwait *wait;
 };
 
 /* A channel instance: its priv. */

@@ -7,7 +7,9 @@ Chromium over the DevTools protocol.
   test_http_api_*      nodes JSON, commands, confirmation, status codes
   test_http_auth_*     401, 403, public_read
   test_http_body_*     the body cap (413), with and without 100-continue
-  test_http_hook_*     Alertmanager, Grafana (HMAC), generic JSON
+  test_http_hook_*     Alertmanager, Grafana (HMAC, signed timestamp), generic
+                       JSON, Lua handlers; a 2xx only once committed
+  test_http_command_*  a command past command_timeout: 504
   test_http_out_*      outgoing webhook: retries until delivered, once
   test_http_metrics_*  /metrics parsed by a strict parser
   test_http_sse_*      /api/events gets the snapshot and live changes
@@ -136,10 +138,10 @@ def evidence(fn):
     return run
 
 
-def http_section(extra=""):
+def http_section(extra="", hooks_extra="", command_timeout=20):
     return """  { name = "web"; driver = "http"; bind = "127.0.0.1"; port = 0;
     web_root = "%s";
-    command_timeout = 20;
+    command_timeout = %s;
     tokens = (
       { name = "ci"; token = "%s"; },
       { name = "viewer"; token = "%s"; },
@@ -149,13 +151,16 @@ def http_section(extra=""):
     hooks = (
       { name = "alertmanager"; format = "alertmanager"; token = "%s"; },
       { name = "grafana"; format = "grafana"; hmac_secret = "%s"; },
-      { name = "ci"; format = "json"; token = "%s"; }
+      { name = "ci"; format = "json"; token = "%s"; }%s
     );
-%s  }""" % (os.path.join(sbtest.ROOT, "web"), CI_TOKEN, VIEW_TOKEN, ADMIN_TOKEN,
-            NOBODY_TOKEN, AM_TOKEN, GRAFANA_SECRET, CI_HOOK_TOKEN, extra)
+%s  }""" % (os.path.join(sbtest.ROOT, "web"), command_timeout, CI_TOKEN, VIEW_TOKEN,
+            ADMIN_TOKEN, NOBODY_TOKEN, AM_TOKEN, GRAFANA_SECRET, CI_HOOK_TOKEN,
+            "".join(",\n      " + h for h in ([hooks_extra] if isinstance(hooks_extra, str)
+                                               and hooks_extra else hooks_extra or [])),
+            extra)
 
 
-def conf_text(http_extra="", routes=None, section=None):
+def conf_text(http_extra="", routes=None, section=None, hooks_extra=""):
     """The demo farm plus an http channel; routes (Lua) replace the shipped
     routes.lua when given."""
     with open(os.path.join(sbtest.ROOT, "config", "demo.conf")) as f:
@@ -169,7 +174,8 @@ def conf_text(http_extra="", routes=None, section=None):
     text = text.replace('"../scripts"', scripts)
     channels = '{ name = "console"; driver = "console"; context = "default"; }'
     assert channels in text
-    text = text.replace(channels, channels + ",\n" + (section or http_section(http_extra)))
+    text = text.replace(channels, channels + ",\n" + (section or http_section(http_extra,
+                                                                              hooks_extra)))
     acl = "acl = (\n"
     assert acl in text
     return text.replace(acl, acl + '  { match = "http:ci"; role = "operator"; },\n'
@@ -177,8 +183,8 @@ def conf_text(http_extra="", routes=None, section=None):
                         '  { match = "http:admin"; role = "admin"; },\n')
 
 
-def start(http_extra="", routes=None, section=None):
-    d = Daemon(conf_text=conf_text(http_extra, routes, section)).start()
+def start(http_extra="", routes=None, section=None, hooks_extra=""):
+    d = Daemon(conf_text=conf_text(http_extra, routes, section, hooks_extra)).start()
     _current["daemon"] = d
     m = wait_for(lambda: re.search(r"http web: listening on (https?)://127\.0\.0\.1:(\d+)/",
                                    d.logtext()), what="the http channel to listen")
@@ -482,17 +488,22 @@ def test_http_hook_alertmanager_firing_then_resolved():
     tap = ConsoleTap(d)
     wait_all_ok(d)
     st, b = post_hook(d, "alertmanager", AM_FIRING, token=AM_TOKEN)
-    assert st == 200 and b == {"ok": True, "events": 1}, (st, b)
-    # One grouped message for the burst, both alerts in it.
-    tap.wait(r"^alertmanager: \[FIRING:2\] HighCPUTemp\n  web: CPU at 95 C \[critical\]\n"
-             r"  mail: CPU at 86 C \[warning\]$")
+    # The 200 comes once the event is committed to the store; it names it.
+    assert st == 200 and b["ok"] is True and b["events"] == 1, (st, b)
+    assert len(b["ids"]) == 1 and re.fullmatch(r"E\d+", b["ids"][0]), b
+    fired = b["ids"][0]
+    # One event (one line) for the burst, both alerts in it.
+    tap.wait(r"^\[%s\] alertmanager: \[FIRING:2\] HighCPUTemp: web: CPU at 95 C \[critical\]; "
+             r"mail: CPU at 86 C \[warning\]$" % fired)
     # Alertmanager repeats the group: nothing new, nothing sent.
     st, b = post_hook(d, "alertmanager", AM_FIRING, token=AM_TOKEN)
-    assert st == 200 and b["events"] == 0, (st, b)
+    assert st == 200 and b["events"] == 0 and b["ids"] == [], (st, b)
     resolved = json.loads(json.dumps(AM_FIRING).replace('"firing"', '"resolved"'))
     st, b = post_hook(d, "alertmanager", resolved, token=AM_TOKEN)
     assert st == 200 and b["events"] == 1, (st, b)
-    tap.wait(r"^alertmanager: \[RESOLVED:2\] HighCPUTemp\n  web: CPU at 95 C\n  mail: CPU at 86 C$")
+    # Same fingerprints, same key: the resolution closes the firing event.
+    tap.wait(r"^\[E\d+\] alertmanager: \[RESOLVED:2\] HighCPUTemp: web: CPU at 95 C; "
+             r"mail: CPU at 86 C \(resolves %s\)$" % fired)
     tap.settle()
     assert tap.text().count("[FIRING:2]") == 1, tap.text()
     # Auth and shape errors.
@@ -519,7 +530,7 @@ def test_http_hook_grafana_hmac():
     body, sig = signed(GRAFANA_FIRING)
     st, b = post_hook(d, "grafana", None, raw=body, headers={"X-Signature-256": sig})
     assert st == 200 and b["events"] == 1, (st, b)
-    tap.wait(r"^grafana: \[FIRING:1\] InletHot\n  ftp: inlet at 41 C \[critical\]$")
+    tap.wait(r"^\[E\d+\] grafana: \[FIRING:1\] InletHot: ftp: inlet at 41 C \[critical\]$")
     # A signature over another body, a bare hex one, none at all.
     other, _ = signed(dict(GRAFANA_FIRING, orgId=2))
     st, b = post_hook(d, "grafana", None, raw=other, headers={"X-Signature-256": sig})
@@ -543,15 +554,218 @@ def test_http_hook_generic_json():
     st, b = post_hook(d, "ci", {"node": "db", "severity": "warning", "text": "backup slow"},
                       token=CI_HOOK_TOKEN)
     assert st == 200 and b["events"] == 1, (st, b)
-    tap.wait(r"^ci: db: backup slow$")
+    tap.wait(r"^\[E\d+\] ci: db: backup slow$")
     st, b = post_hook(d, "ci", [{"text": "deploy 41 done"}, {"text": "deploy 42 done"}],
                       token=CI_HOOK_TOKEN)
     assert st == 200 and b["events"] == 2, (st, b)
-    tap.wait(r"^ci: deploy 42 done$")
+    tap.wait(r"^\[E\d+\] ci: deploy 42 done$")
     st, b = post_hook(d, "ci", {"text": "x", "severity": "purple"}, token=CI_HOOK_TOKEN)
     assert st == 400 and b["error"] == "the payload: 'severity' must be info, warning or critical", b
     st, b = post_hook(d, "ci", {"severity": "info"}, token=CI_HOOK_TOKEN)
     assert st == 400 and "'text'" in b["error"], b
+    # A key of its own, and its resolution.
+    st, b = post_hook(d, "ci", {"text": "disk full", "severity": "critical", "key": "disk"},
+                      token=CI_HOOK_TOKEN)
+    assert st == 200 and b["events"] == 1, (st, b)
+    opened = b["ids"][0]
+    tap.wait(r"^\[%s\] ci: disk full$" % opened)
+    st, b = post_hook(d, "ci", {"text": "disk ok", "key": "disk", "resolved": True},
+                      token=CI_HOOK_TOKEN)
+    assert st == 200 and b["events"] == 1, (st, b)
+    tap.wait(r"^\[E\d+\] ci: disk ok \(resolves %s\)$" % opened)
+    st, b = post_hook(d, "ci", {"text": "x", "resolved": "yes"}, token=CI_HOOK_TOKEN)
+    assert st == 400 and b["error"] == "the payload: 'resolved' must be true or false", b
+
+
+# Lua handlers: the scripts' webhook "name" (function(payload, req) ...).
+LUA_HOOKS = r"""
+route { to = { "console" } }
+
+webhook "custom" (function(payload, req)
+  local out = {}
+  for _, c in ipairs(payload.checks) do
+    out[#out + 1] = {
+      node = c.host,
+      severity = c.ok and "info" or "critical",
+      text = string.format("custom: %s %s (from %s, %d checks, auth %s, via %s)", c.host,
+        c.ok and "recovered" or "failed", req.headers["x-source"] or "?", #payload.checks,
+        tostring(req.headers.authorization), req.hook),
+      key = "check-" .. c.host,
+      resolved = c.ok,
+    }
+  end
+  return out
+end)
+
+webhook "broken" (function(payload) error("boom " .. tostring(payload.x)) end)
+webhook "notable" (function() return "nope" end)
+webhook "badevent" (function() return { { severity = "loud", text = "x" } } end)
+webhook "forever" (function() while true do end end)
+"""
+LUA_TOKEN = "lua-hook-token-0123456789"
+
+
+@evidence
+def test_http_hook_lua_handler():
+    hooks = ['{ name = "%s"; handler = "lua:%s"; token = "%s"; }' % (n, n, LUA_TOKEN)
+             for n in ("custom", "broken", "notable", "badevent", "forever", "missing")]
+    d = start(routes=LUA_HOOKS, hooks_extra=hooks)
+    tap = ConsoleTap(d)
+    payload = {"checks": [{"host": "db", "ok": False}], "meta": {"n": None, "deep": [1, [2.5]]}}
+    st, b = post_hook(d, "custom", payload, token=LUA_TOKEN, headers={"X-Source": "ci-42"})
+    assert st == 200 and b["events"] == 1, (st, b)
+    opened = b["ids"][0]
+    # The payload as plain tables, the headers in lower case, the token hidden.
+    tap.wait(r"^\[%s\] custom: db failed \(from ci-42, 1 checks, auth nil, via custom\)$" % opened)
+    payload["checks"][0]["ok"] = True
+    st, b = post_hook(d, "custom", payload, token=LUA_TOKEN, headers={"X-Source": "ci-43"})
+    assert st == 200 and b["events"] == 1, (st, b)
+    # The handler's key (scoped to the hook) ties the resolution to it.
+    tap.wait(r"^\[E\d+\] custom: db recovered \(from ci-43, .*\) \(resolves %s\)$" % opened)
+    # A failing handler is the server's fault: 500, so the sender retries.
+    st, b = post_hook(d, "broken", {"x": 7}, token=LUA_TOKEN)
+    assert st == 500 and b["error"].startswith("handler broken: "), (st, b)
+    assert "boom 7" in b["error"] and "\n" not in b["error"], b
+    wait_for(lambda: "hook broken: 127.0.0.1: Lua handler broken failed" in d.logtext(),
+             what="the handler's error in the log")
+    st, b = post_hook(d, "notable", {}, token=LUA_TOKEN)
+    assert st == 500 and "returned string, not a list of events" in b["error"], (st, b)
+    st, b = post_hook(d, "badevent", {}, token=LUA_TOKEN)
+    assert st == 500 and "severity must be info, warning or critical" in b["error"], (st, b)
+    st, b = post_hook(d, "missing", {}, token=LUA_TOKEN)
+    assert st == 500 and "no webhook handler 'missing' is loaded" in b["error"], (st, b)
+    st, b = post_hook(d, "forever", {}, token=LUA_TOKEN)
+    assert st == 500 and "instruction limit" in b["error"], (st, b)
+    # Bounded conversion: too deep a payload is refused by the converter.
+    deep = 1
+    for _ in range(40):
+        deep = [deep]
+    st, b = post_hook(d, "custom", {"checks": [], "deep": deep}, token=LUA_TOKEN)
+    assert st == 500 and "nests deeper than 32 levels" in b["error"], (st, b)
+    # Auth and JSON errors come before the handler.
+    st, b = post_hook(d, "custom", payload)
+    assert st == 401, (st, b)
+    st, b = post_hook(d, "custom", None, token=LUA_TOKEN, raw=b"{nope")
+    assert st == 400 and b["error"].startswith("invalid JSON"), (st, b)
+    # The daemon is unaffected, and the handler still works.
+    assert get_json(d, "/health")["ok"] is True
+    payload["checks"][0] = {"host": "mail", "ok": False}
+    st, b = post_hook(d, "custom", payload, token=LUA_TOKEN)
+    assert st == 200 and b["events"] == 1, (st, b)
+    m = parse_metrics(request(d, "GET", "/metrics")[2].decode())
+    web = ("channel", "web")
+    assert m["switchboard_webhook_requests_total",
+             (web, ("hook", "broken"), ("result", "error"))] == 1, m
+    assert m["switchboard_webhook_requests_total",
+             (web, ("hook", "custom"), ("result", "accepted"))] == 3, m
+
+
+@evidence
+def test_http_hook_lua_handler_config_errors():
+    for hook, msg in (('{ name = "h"; handler = "lua:"; token = "%s"; }' % LUA_TOKEN,
+                       "the Lua handler's name"),
+                      ('{ name = "h"; handler = "lua:x"; format = "json"; token = "%s"; }'
+                       % LUA_TOKEN, "a Lua handler takes no format"),
+                      ('{ name = "h"; handler = "nagios"; token = "%s"; }' % LUA_TOKEN,
+                       "handler must be alertmanager, grafana, json or lua:<name>"),
+                      ('{ name = "h"; format = "json"; token = "%s"; '
+                       'hmac_timestamp_header = "X-T"; }' % LUA_TOKEN,
+                       "hmac_timestamp_header needs hmac_secret")):
+        d = Daemon(conf_text=conf_text(hooks_extra=[hook]))
+        p = subprocess.run([sbtest.BIN, "-c", d.conf, "--check-config"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and msg in p.stderr, (hook, p.returncode, p.stderr)
+
+
+GRAFANA_TS_HOOK = ('{ name = "grafana-ts"; format = "grafana"; hmac_secret = "%s"; '
+                   'hmac_header = "X-Grafana-Alerting-Signature"; '
+                   'hmac_timestamp_header = "X-Grafana-Alerting-Timestamp"; hmac_max_skew = 60; }'
+                   % GRAFANA_SECRET)
+
+
+def grafana_ts_sign(body, ts, secret=GRAFANA_SECRET):
+    """What Grafana's webhook contact point sends with a timestamp header:
+    the bare hex HMAC-SHA256 of "<unix time>:<body>"."""
+    return hmac.new(secret.encode(), ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+
+
+@evidence
+def test_http_hook_grafana_signed_timestamp():
+    d = start(hooks_extra=[GRAFANA_TS_HOOK])
+    tap = ConsoleTap(d)
+    body = json.dumps(GRAFANA_FIRING).encode()
+    now = str(int(time.time()))
+
+    def post(sig, ts):
+        h = {"X-Grafana-Alerting-Signature": sig}
+        if ts is not None:
+            h["X-Grafana-Alerting-Timestamp"] = ts
+        return post_hook(d, "grafana-ts", None, raw=body, headers=h)
+
+    st, b = post(grafana_ts_sign(body, now), now)
+    assert st == 200 and b["events"] == 1, (st, b)
+    tap.wait(r"^\[E\d+\] grafana-ts: \[FIRING:1\] InletHot: ftp: inlet at 41 C \[critical\]$")
+    # No timestamp, a signature of the body alone, a timestamp changed
+    # after signing, a replay from an hour ago (correctly signed).
+    st, b = post(grafana_ts_sign(body, now), None)
+    assert st == 401 and b["error"] == "no signed timestamp", (st, b)
+    plain = hmac.new(GRAFANA_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    st, b = post(plain, now)
+    assert st == 401 and b["error"] == "signature mismatch", (st, b)
+    st, b = post(grafana_ts_sign(body, now), str(int(now) + 1))
+    assert st == 401 and b["error"] == "signature mismatch", (st, b)
+    old = str(int(time.time()) - 3600)
+    st, b = post(grafana_ts_sign(body, old), old)
+    assert st == 401 and b["error"] == "stale or bad timestamp", (st, b)
+    future = str(int(time.time()) + 3600)
+    st, b = post(grafana_ts_sign(body, future), future)
+    assert st == 401 and b["error"] == "stale or bad timestamp", (st, b)
+    wait_for(lambda: "hook grafana-ts: 127.0.0.1: refused: stale or bad timestamp"
+             in d.logtext(), what="the refusal in the log")
+
+
+# ---------------------------------------------------------------- timeouts
+
+@evidence
+def test_http_command_timeout_504():
+    """A command that outlives command_timeout answers 504 and goes on;
+    its late answer is dropped.  The slow command: sensors on an IPMI node
+    whose "BMC" is a UDP socket that never answers (FreeIPMI's session
+    timeout, 5 s, ends it)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    sbtest.add_cleanup(silent.close)
+    node = """  { name = "slow"; poll_interval = 30.0;
+    hal = { backend = "ipmi"; host = "127.0.0.1"; port = %d; username = "u";
+            password = "p"; timeout = 5.0; request_timeout = 10.0; }; },
+""" % silent.getsockname()[1]
+    text = conf_text(section=http_section(command_timeout=1))
+    assert "nodes = (\n" in text
+    text = text.replace("nodes = (\n", "nodes = (\n" + node, 1)
+    d = Daemon(conf_text=text)
+    os.chmod(d.conf, 0o600)     # it holds a BMC password
+    d.start()
+    _current["daemon"] = d
+    m = wait_for(lambda: re.search(r"http web: listening on (https?)://127\.0\.0\.1:(\d+)/",
+                                   d.logtext()), what="the http channel to listen")
+    d.scheme, d.port = m.group(1), int(m.group(2))
+    t0 = time.monotonic()
+    st, b = command(d, "sensors", node="slow", path="/api/nodes/slow/command")
+    took = time.monotonic() - t0
+    assert st == 504 and b["ok"] is False, (st, b)
+    assert b["error"].startswith("the command did not finish in time"), b
+    assert 0.9 <= took < 4, took
+    wait_for(lambda: "command \"/api/nodes/slow/command\" still running after 1000 ms; "
+             "answered 504" in d.logtext(), what="the timeout in the log")
+    # Meanwhile and afterwards the daemon serves others; the late end of
+    # the command is dropped without harm.
+    st, b = command(d, "status", node="web")
+    assert st == 200, (st, b)
+    time.sleep(6)
+    assert get_json(d, "/health")["ok"] is True
+    m = parse_metrics(request(d, "GET", "/metrics")[2].decode())
+    assert m["switchboard_http_commands_total", (("channel", "web"), ("result", "timeout"))] == 1
+    assert m["switchboard_http_commands_total", (("channel", "web"), ("result", "ok"))] == 1
 
 
 # ---------------------------------------------------------------- webhooks out
@@ -608,11 +822,13 @@ def test_http_out_retries_then_delivers_once():
     st, b = post_hook(d, "ci", {"node": "web", "severity": "critical", "text": "deploy 42 failed"},
                       token=CI_HOOK_TOKEN)
     assert st == 200, (st, b)
-    wait_for(lambda: len(recv.bodies()) >= 3 and recv.bodies(), what="three attempts")
+    # The spool retries with its own backoff (1 s, then 2 s).
+    wait_for(lambda: len(recv.bodies()) >= 3 and recv.bodies(), what="three attempts",
+             timeout=60)
     got = recv.bodies()
     assert [g[0] for g in got] == [500, 500, 200], got
     for status, body, headers in got:
-        assert json.loads(body) == {"text": "ci: web: deploy 42 failed"}, body
+        assert json.loads(body) == {"text": "[%s] ci: web: deploy 42 failed" % b["ids"][0]}, body
         assert headers["Content-Type"] == "application/json", headers
         assert headers["Authorization"] == "Bearer outgoing-token", headers
     wait_for(lambda: "webhook chat: delivered (HTTP 200) after retries" in d.logtext(),
@@ -625,6 +841,14 @@ def test_http_out_retries_then_delivers_once():
     assert metrics[key] == 1, metrics
     assert metrics[key[0], (("channel", "web"), ("result", "retried"), ("webhook", "chat"))] == 2
     assert metrics["switchboard_webhook_queue", (("channel", "web"), ("webhook", "chat"))] == 0
+    # The spool's view: delivered, two retries, nothing waiting.
+    def spool_empty():
+        m = parse_metrics(request(d, "GET", "/metrics")[2].decode())
+        return m if m["switchboard_spool_depth", ()] == 0 else None
+    m = wait_for(spool_empty, what="the spool to empty")
+    assert m["switchboard_notifications_retries_total", ()] >= 2, m
+    assert m["switchboard_notifications_delivered_total", ()] >= 1, m
+    time.sleep(1.5)
     assert len(recv.bodies()) == 3
 
 
@@ -643,8 +867,18 @@ def test_http_out_gives_up_on_client_error():
     got = recv.bodies()
     assert len(got) == 1, got
     body = json.loads(got[0][1])
-    assert body["text"] == "ci: one" and body["channel"] == "web", body
+    # The generic format: the spooled notice's JSON, with the channel and
+    # the time of the POST added.
+    eid = b["ids"][0]
+    assert body["text"] == "[%s] ci: one" % eid and body["channel"] == "web", body
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["time"]), body
+    assert isinstance(body["id"], int) and body["id"] > 0, body
+    ev, = body["events"]
+    assert ev["id"] == eid and ev["source"] == "ci" and ev["severity"] == "info", ev
+    assert ev["text"] == "ci: one" and ev["node"] is None, ev
+    # Dropped for good: not retried.
+    time.sleep(2.5)
+    assert len(recv.bodies()) == 1
 
 
 # ---------------------------------------------------------------- metrics
@@ -718,6 +952,26 @@ def test_http_metrics_parse():
     assert m["switchboard_webhook_events_total", (web, ("hook", "ci"))] == 1
     assert m["switchboard_http_requests_total", (("channel", "web"), ("code", "401"))] >= 1, m
     assert m["switchboard_http_requests_total", (("channel", "web"), ("code", "200"))] >= 5, m
+    # What the core counts, for every channel.
+    for ch, drv in (("web", "http"), ("console", "console")):
+        assert m["switchboard_channel_up", (("channel", ch), ("driver", drv))] == 1, m
+        assert ("switchboard_channel_reconnects_total", (("channel", ch), ("driver", drv))) in m
+    webin = ("switchboard_channel_messages_total",
+             (("channel", "web"), ("direction", "in"), ("driver", "http")))
+    assert m[webin] == 2, m
+    assert m["switchboard_commands_total", (("result", "ok"),)] >= 1, m
+    assert m["switchboard_commands_total", (("result", "refused"),)] >= 1, m
+    assert ("switchboard_commands_rate_limited_total", ()) in m
+    assert m["switchboard_events_total", ()] >= 1, m
+    assert m["switchboard_store_commits_total", ()] >= 1, m
+    assert m["switchboard_store_commit_failures_total", ()] == 0, m
+    for name in ("switchboard_spool_depth", "switchboard_events_open",
+                 "switchboard_notifications_delivered_total",
+                 "switchboard_notifications_dropped_total",
+                 "switchboard_notifications_failed_total",
+                 "switchboard_notifications_escalations_total",
+                 "switchboard_events_deduplicated_total", "switchboard_events_muted_total"):
+        assert (name, ()) in m, name
     # The parser is strict: it refuses what Prometheus would.
     for bad in ("x 1\n", "# TYPE x counter\nx 1\n", "# TYPE x_total gauge\nx_total{a=\"1\",a=\"2\"} 1\n",
                 "# TYPE y gauge\ny 1\ny 2\n", "# TYPE y gauge\ny one\n"):

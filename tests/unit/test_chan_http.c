@@ -4,7 +4,8 @@
  * vectors, constant-time comparison, signature headers, bearer tokens),
  * channels/http_hooks.c (Alertmanager, Grafana and generic payloads to
  * events, deduplication by fingerprint), channels/http_out.c (request
- * bodies, retry rules, backoff) and channels/http_render.c (Prometheus
+ * bodies, retry rules, backoff), channels/http_lua.c (payloads and
+ * requests as Lua tables, bounded) and channels/http_render.c (Prometheus
  * label escaping).  No socket, loop or daemon is involved; the end-to-end
  * test (tests/e2e/test_http.py) covers those.
  */
@@ -17,9 +18,13 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 
 #include "http_auth.h"
 #include "http_hooks.h"
+#include "http_lua.h"
 #include "http_out.h"
 #include "http_render.h"
 #include "util.h"
@@ -262,9 +267,9 @@ test_alertmanager_group_is_one_event(void **state)
 	assert_string_equal(ev.v[0].severity, "critical");	/* the worst of the two */
 	assert_null(ev.v[0].node);				/* two nodes */
 	assert_string_equal(ev.v[0].text,
-	    "am: [FIRING:2] HighCPUTemp (job=node)\n"
-	    "  web: CPU at 95 C [critical]\n"
-	    "  mail: CPU at 86 C [warning]");
+	    "am: [FIRING:2] HighCPUTemp (job=node): "
+	    "web: CPU at 95 C [critical]; "
+	    "mail: CPU at 86 C [warning]");
 	http_events_free(&ev);
 	http_dedup_free(d);
 }
@@ -299,6 +304,8 @@ test_alertmanager_repeat_is_silent_then_resolved(void **state)
 	assert_int_equal(adapt(HTTP_HOOK_ALERTMANAGER, "am", am_firing, d, &ev, err,
 	    sizeof(err)), 0);
 	assert_int_equal(ev.n, 1);
+	assert_string_equal(ev.v[0].key, "am:aaaa000000000001,aaaa000000000002");
+	assert_false(ev.v[0].resolved);
 	http_events_free(&ev);
 	/* The repeat interval sends the same group again: nothing new. */
 	assert_int_equal(adapt(HTTP_HOOK_ALERTMANAGER, "am", am_firing, d, &ev, err,
@@ -310,9 +317,10 @@ test_alertmanager_repeat_is_silent_then_resolved(void **state)
 	assert_int_equal(ev.n, 1);
 	assert_string_equal(ev.v[0].severity, "critical");	/* heard by whoever was paged */
 	assert_string_equal(ev.v[0].text,
-	    "am: [RESOLVED:2] HighCPUTemp (job=node)\n"
-	    "  web: CPU at 95 C\n"
-	    "  mail: CPU at 86 C");
+	    "am: [RESOLVED:2] HighCPUTemp (job=node): web: CPU at 95 C; mail: CPU at 86 C");
+	/* The same key as the firing event's: it resolves that event. */
+	assert_string_equal(ev.v[0].key, "am:aaaa000000000001,aaaa000000000002");
+	assert_true(ev.v[0].resolved);
 	http_events_free(&ev);
 	/* ... and resolved again is silent too. */
 	assert_int_equal(adapt(HTTP_HOOK_ALERTMANAGER, "am", resolved, d, &ev, err,
@@ -345,10 +353,10 @@ test_alertmanager_single_node_and_mixed_status(void **state)
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.v[0].node, "db");
 	assert_string_equal(ev.v[0].severity, "warning");	/* no label: warning */
-	assert_string_equal(ev.v[0].text, "am: [FIRING:1] FanSlow\n  db: fan1 at 300 RPM [warning]");
+	assert_string_equal(ev.v[0].text, "am: [FIRING:1] FanSlow: db: fan1 at 300 RPM [warning]");
 	assert_string_equal(ev.v[1].node, "db");
 	assert_string_equal(ev.v[1].severity, "critical");	/* "page" */
-	assert_string_equal(ev.v[1].text, "am: [RESOLVED:1] DiskFull\n  db: DiskFull");
+	assert_string_equal(ev.v[1].text, "am: [RESOLVED:1] DiskFull: db: DiskFull");
 	http_events_free(&ev);
 }
 
@@ -366,7 +374,7 @@ test_alertmanager_unknown_instance_is_not_a_node(void **state)
 	    sizeof(err)), 0);
 	assert_int_equal(ev.n, 1);
 	assert_null(ev.v[0].node);
-	assert_string_equal(ev.v[0].text, "am: [FIRING:1] Up\n  10.0.0.9:9100: Up [warning]");
+	assert_string_equal(ev.v[0].text, "am: [FIRING:1] Up: 10.0.0.9:9100: Up [warning]");
 	http_events_free(&ev);
 }
 
@@ -453,7 +461,7 @@ test_grafana_unified(void **state)
 	assert_int_equal(ev.n, 1);
 	assert_string_equal(ev.v[0].node, "ftp");
 	assert_string_equal(ev.v[0].severity, "critical");
-	assert_string_equal(ev.v[0].text, "grafana: [FIRING:1] InletHot\n  ftp: inlet 41 C [critical]");
+	assert_string_equal(ev.v[0].text, "grafana: [FIRING:1] InletHot: ftp: inlet 41 C [critical]");
 	http_events_free(&ev);
 }
 
@@ -478,7 +486,7 @@ test_grafana_legacy(void **state)
 	assert_int_equal(ev.n, 1);
 	assert_string_equal(ev.v[0].node, "db");
 	assert_string_equal(ev.v[0].severity, "critical");
-	assert_string_equal(ev.v[0].text, "g: [ALERTING] Fan speed: fan too slow\n  fan1 = 310");
+	assert_string_equal(ev.v[0].text, "g: [ALERTING] Fan speed: fan too slow; fan1 = 310");
 	http_events_free(&ev);
 	assert_int_equal(adapt(HTTP_HOOK_GRAFANA, "g", alerting, d, &ev, err, sizeof(err)), 0);
 	assert_int_equal(ev.n, 0);				/* same state again */
@@ -604,6 +612,168 @@ test_out_bodies(void **state)
 }
 
 static void
+test_out_notice_bodies(void **state)
+{
+	static const char notice[] = "{\"id\":7,\"text\":\"[E3] x\",\"events\":[{\"id\":\"E3\"}]}";
+	char *s;
+
+	(void)state;
+	/* Slack gets the text alone; json the notice, the channel and time added. */
+	s = http_out_notice_body(HTTP_OUT_SLACK, "web", "[E3] x", notice, 0);
+	assert_string_equal(s, "{\"text\":\"[E3] x\"}");
+	free(s);
+	s = http_out_notice_body(HTTP_OUT_JSON, "web", "[E3] x", notice, 86400);
+	assert_string_equal(s, "{\"id\":7,\"text\":\"[E3] x\",\"events\":[{\"id\":\"E3\"}],"
+	    "\"channel\":\"web\",\"time\":\"1970-01-02T00:00:00Z\"}");
+	free(s);
+	/* No (or no usable) notice JSON: the plain body. */
+	s = http_out_notice_body(HTTP_OUT_JSON, "web", "t", "[1]", 0);
+	assert_string_equal(s, "{\"text\":\"t\",\"channel\":\"web\",\"time\":\"1970-01-01T00:00:00Z\"}");
+	free(s);
+}
+
+static void
+test_hmac_signed_timestamp(void **state)
+{
+	static const char secret[] = "grafana-hmac-secret-0123456789";
+	static const char body[] = "{\"status\":\"firing\"}";
+	unsigned char mac[HTTP_SHA256_LEN];
+	char hex[2 * HTTP_SHA256_LEN + 1], *signed_text;
+
+	(void)state;
+	signed_text = sb_asprintf("1714557600:%s", body);
+	http_hmac_sha256(secret, strlen(secret), signed_text, strlen(signed_text), mac);
+	free(signed_text);
+	http_hex_encode(mac, sizeof(mac), hex);
+	assert_true(http_hmac_check_ts(secret, "1714557600", body, strlen(body), hex));
+	assert_false(http_hmac_check_ts(secret, "1714557601", body, strlen(body), hex));
+	assert_false(http_hmac_check(secret, body, strlen(body), hex));	/* body alone */
+	assert_true(http_timestamp_fresh("1714557600", 1714557600, 60));
+	assert_true(http_timestamp_fresh("1714557540", 1714557600, 60));
+	assert_true(http_timestamp_fresh("1714557660", 1714557600, 60));
+	assert_false(http_timestamp_fresh("1714557539", 1714557600, 60));
+	assert_false(http_timestamp_fresh("1714557661", 1714557600, 60));
+	assert_false(http_timestamp_fresh("", 1714557600, 60));
+	assert_false(http_timestamp_fresh("17145576x0", 1714557600, 60));
+	assert_false(http_timestamp_fresh("-1714557600", 1714557600, 60));
+	assert_false(http_timestamp_fresh("1714557600000", 1714557600, 60));	/* ms */
+	assert_false(http_timestamp_fresh(NULL, 1714557600, 60));
+}
+
+static void
+test_generic_key_and_resolved(void **state)
+{
+	struct http_events ev;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(adapt(HTTP_HOOK_JSON, "ci", "{\"text\":\"disk\",\"key\":\"d1\","
+	    "\"resolved\":true}", NULL, &ev, err, sizeof(err)), 0);
+	assert_string_equal(ev.v[0].key, "ci:d1");	/* scoped to the hook */
+	assert_true(ev.v[0].resolved);
+	http_events_free(&ev);
+	assert_int_equal(adapt(HTTP_HOOK_JSON, "ci", "{\"text\":\"x\"}", NULL, &ev, err,
+	    sizeof(err)), 0);
+	assert_null(ev.v[0].key);			/* the notifier's default */
+	assert_false(ev.v[0].resolved);
+	http_events_free(&ev);
+	assert_int_equal(adapt(HTTP_HOOK_JSON, "ci", "{\"text\":\"x\",\"key\":7}", NULL, &ev,
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, "the payload: 'key' must be a string of 1 to 200 bytes");
+	assert_int_equal(adapt(HTTP_HOOK_JSON, "ci", "{\"text\":\"x\",\"resolved\":1}", NULL, &ev,
+	    err, sizeof(err)), -1);
+	assert_string_equal(err, "the payload: 'resolved' must be true or false");
+}
+
+/* ---- Lua handlers' arguments ---- */
+
+struct pushjob {
+	json_t *j;
+	int     depth;
+	size_t  values;
+};
+
+static int
+push_job(lua_State *L)
+{
+	struct pushjob *job = lua_touserdata(L, 1);
+
+	lua_settop(L, 0);
+	http_lua_push_json(L, job->j, job->depth, job->values);
+	return 1;
+}
+
+/* Push the JSON text as Lua in protected mode; the Lua error or NULL. */
+static const char *
+to_lua(lua_State *L, const char *text, int depth, size_t values)
+{
+	struct pushjob job = { json_loads(text, JSON_DECODE_ANY, NULL), depth, values };
+	int rc;
+
+	assert_non_null(job.j);
+	lua_pushcfunction(L, push_job);
+	lua_pushlightuserdata(L, &job);
+	rc = lua_pcall(L, 1, 1, 0);
+	json_decref(job.j);
+	return rc == LUA_OK ? NULL : lua_tostring(L, -1);
+}
+
+/* Run chunk with the converted value as "p"; its result as a string. */
+static const char *
+eval(lua_State *L, const char *chunk)
+{
+	lua_setglobal(L, "p");
+	assert_int_equal(luaL_dostring(L, chunk), LUA_OK);
+	return lua_tostring(L, -1);
+}
+
+static void
+test_lua_payload_conversion(void **state)
+{
+	lua_State *L = luaL_newstate();
+	const char *err;
+
+	(void)state;
+	luaL_openlibs(L);
+	assert_null(to_lua(L, "{\"a\":[1,2.5,\"x\",true,null,{\"b\":false}],\"n\":null,"
+	    "\"big\":9007199254740993}", 32, 1000));
+	assert_string_equal(eval(L, "return string.format('%s %s %s %s %s %s %s %s %s', "
+	    "math.type(p.a[1]), p.a[2], p.a[3], p.a[4], tostring(p.a[5]), tostring(p.a[6].b), "
+	    "tostring(p.n), math.type(p.big), p.big)"),
+	    "integer 2.5 x true nil false nil integer 9007199254740993");
+	/* Depth and size are bounded: an error, not a crash. */
+	err = to_lua(L, "[[[[1]]]]", 3, 1000);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "nests deeper than 3 levels"));
+	assert_null(to_lua(L, "[[[1]]]", 3, 1000));
+	err = to_lua(L, "[1,2,3,4,5]", 32, 5);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "more than"));
+	lua_close(L);
+}
+
+static void
+test_lua_request_table(void **state)
+{
+	static const struct http_lua_header hdr[] = {
+		{ "Content-Type", "application/json" },
+		{ "Authorization", "Bearer secret" },
+		{ "X-Grafana-Alerting-Signature", "abc" },
+	};
+	static const char *const hide[] = { "authorization", NULL };
+	lua_State *L = luaL_newstate();
+
+	(void)state;
+	luaL_openlibs(L);
+	http_lua_push_request(L, "am", "POST", "/hooks/am", "127.0.0.1", hdr, 3, hide);
+	assert_string_equal(eval(L, "return string.format('%s %s %s %s %s %s %s', p.hook, "
+	    "p.method, p.path, p.peer, p.headers['content-type'], "
+	    "tostring(p.headers.authorization), p.headers['x-grafana-alerting-signature'])"),
+	    "am POST /hooks/am 127.0.0.1 application/json nil abc");
+	lua_close(L);
+}
+
+static void
 test_out_retry_rules(void **state)
 {
 	(void)state;
@@ -659,6 +829,11 @@ main(void)
 		cmocka_unit_test(test_out_bodies),
 		cmocka_unit_test(test_out_retry_rules),
 		cmocka_unit_test(test_prom_label_escaping),
+		cmocka_unit_test(test_out_notice_bodies),
+		cmocka_unit_test(test_hmac_signed_timestamp),
+		cmocka_unit_test(test_generic_key_and_resolved),
+		cmocka_unit_test(test_lua_payload_conversion),
+		cmocka_unit_test(test_lua_request_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
