@@ -174,6 +174,7 @@ cmd_unsilence(struct sb_cmd *cmd, int argc, char **argv)
 		} else
 			pp = &s->next;
 	}
+	sb_notify_unmute();
 	if (n == 0)
 		sb_cmd_donef(cmd, 0, "no silence for %s; 'silence' lists them", argv[0]);
 	else
@@ -213,6 +214,7 @@ sb_maint_apply(void)
 			sb_node_poll(n);
 		}
 	}
+	sb_notify_unmute();
 }
 
 static long

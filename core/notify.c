@@ -1085,6 +1085,18 @@ route_hook(struct sb_loop *loop, void *ud)
 	}
 }
 
+void
+sb_notify_unmute(void)
+{
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (struct event *e = open_by_key[b]; e; e = e->hnext)
+			if (e->muted && !sb_notify_muted(e->node)) {
+				e->muted = 0;
+				sb_info("E%lld no longer muted: sending it", (long long)e->id);
+				route_queue(e);
+			}
+}
+
 /* ---- acknowledgement, silences, maintenance ---- */
 
 static int64_t

@@ -95,6 +95,8 @@ void sb_notify_kick(const char *channel);
  * of a silenced node (NULL node: never muted). */
 int  sb_notify_in_maint(const char *node, const char **reason);
 int  sb_notify_muted(const char *node);
+/* A silence or window ended: open events it muted are sent now. */
+void sb_notify_unmute(void);
 int  sb_maint_load(void);		/* from the open store; 0 or -1 */
 void sb_maint_apply(void);		/* enter or leave maint as the windows say */
 void sb_maint_stop(void);

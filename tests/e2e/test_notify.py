@@ -186,8 +186,13 @@ def test_scheduled_maintenance_window_and_silence():
     d.wait_state("mail", "critical")
     wait_for(lambda: re.search(r"E\d+ muted \(mail\)", d.logtext()), what="the muted event")
     assert "[muted]" in d.ok("alerts")
+    assert not re.search(r"console: notice \d+: \[E\d+\] mail: ok -> critical", d.logtext())
     d.ok("unsilence mail")
     assert d.ok("silence").strip() == "no silences"
+    # Still critical: what the silence held back goes out now.
+    wait_for(lambda: re.search(r"console: notice \d+: \[E\d+\] mail: ok -> critical",
+                               d.logtext()), what="the unmuted event delivered")
+    assert "[muted]" not in d.ok("alerts")
     rc, out = d.x("maint nosuchnode on")
     assert rc != 0 and "no node matches" in out, out
     rc, out = d.x("silence mail soon")
