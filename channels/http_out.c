@@ -572,6 +572,19 @@ http_out_queued(const struct http_out *o)
 	return n;
 }
 
+/* Queue it (taken) behind the hook's others and start if idle. */
+static void
+enqueue(struct hook *h, struct item *it)
+{
+	if (h->tail)
+		h->tail->next = it;
+	else
+		h->head = it;
+	h->tail = it;
+	h->n++;
+	start_next(h);
+}
+
 int
 http_out_send(struct http_out *o, const char *name, const char *text)
 {
@@ -588,13 +601,7 @@ http_out_send(struct http_out *o, const char *name, const char *text)
 	}
 	it = sb_calloc(1, sizeof(*it));
 	it->body = http_out_body(h->c.format, o->chan, text, time(NULL));
-	if (h->tail)
-		h->tail->next = it;
-	else
-		h->head = it;
-	h->tail = it;
-	h->n++;
-	start_next(h);
+	enqueue(h, it);
 	return 0;
 }
 
@@ -640,13 +647,7 @@ http_out_deliver(struct http_out *o, const char *name, uint64_t id, unsigned att
 	it->body = body;
 	it->id = id;
 	it->attempt = attempt ? attempt : 1;
-	if (h->tail)
-		h->tail->next = it;
-	else
-		h->head = it;
-	h->tail = it;
-	h->n++;
-	start_next(h);
+	enqueue(h, it);
 	return 0;
 }
 

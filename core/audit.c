@@ -34,15 +34,6 @@ now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void
-bind_text(struct sqlite3_stmt *st, int i, const char *s)
-{
-	if (s)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
-}
-
 int
 sb_audit_add(const struct sb_audit_rec *r)
 {
@@ -56,15 +47,15 @@ sb_audit_add(const struct sb_audit_rec *r)
 	    "outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")) == NULL)
 		goto fail;
 	sqlite3_bind_int64(st, 1, r->time_ms ? r->time_ms : now_ms());
-	bind_text(st, 2, r->identity ? r->identity : "?");
-	bind_text(st, 3, r->role);
-	bind_text(st, 4, r->channel);
-	bind_text(st, 5, r->conv);
-	bind_text(st, 6, r->kind);
-	bind_text(st, 7, r->line ? r->line : "");
-	bind_text(st, 8, r->node);
-	bind_text(st, 9, r->outcome ? r->outcome : "?");
-	bind_text(st, 10, r->detail);
+	sb_store_bind_text(st, 2, r->identity ? r->identity : "?");
+	sb_store_bind_text(st, 3, r->role);
+	sb_store_bind_text(st, 4, r->channel);
+	sb_store_bind_text(st, 5, r->conv);
+	sb_store_bind_text(st, 6, r->kind);
+	sb_store_bind_text(st, 7, r->line ? r->line : "");
+	sb_store_bind_text(st, 8, r->node);
+	sb_store_bind_text(st, 9, r->outcome ? r->outcome : "?");
+	sb_store_bind_text(st, 10, r->detail);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
@@ -102,7 +93,7 @@ sb_audit_query(size_t n, const char *node, sb_audit_fn *fn, void *ud)
 	    "ORDER BY id DESC LIMIT ?2");
 	if (st == NULL)
 		return -1;
-	bind_text(st, 1, node);
+	sb_store_bind_text(st, 1, node);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)n);
 	v = sb_calloc(n + 1, sizeof(*v));
 	keep = sb_calloc((n + 1) * 9, sizeof(*keep));

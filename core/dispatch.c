@@ -272,22 +272,6 @@ find_builtin(int argc, char **argv, int *nwords)
 	return best;
 }
 
-static const char *
-skip_words(const char *text, int n)
-{
-	const char *p = text;
-
-	for (int i = 0; i < n; i++) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		while (*p && *p != ' ' && *p != '\t')
-			p++;
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
-	return p;
-}
-
 /* "as IDENTITY [on CHANNEL] [in ROOM|direct] COMMAND...": an admin sees
  * what another would get, there.  Returns how many words it took before
  * the command, or -1 (cmd is done). */
@@ -384,7 +368,7 @@ run(struct sb_cmd *cmd, char *line)
 		sb_cmd_done(cmd, 0, "unbalanced quote or too many words");
 		return;
 	}
-	cmd->rest = skip_words(line, 1);
+	cmd->rest = sb_skip_words(line, 1);
 	if (cmd->argc == 0) {
 		sb_cmd_done(cmd, 1, NULL);
 		return;
@@ -394,7 +378,7 @@ run(struct sb_cmd *cmd, char *line)
 		int skip = as_prefix(cmd);
 
 		if (skip > 0)
-			run(cmd, sb_strdup(skip_words(line, skip)));
+			run(cmd, sb_strdup(sb_skip_words(line, skip)));
 		return;
 	}
 	/* The identity is final now ("as" names another): count it. */
@@ -409,7 +393,7 @@ run(struct sb_cmd *cmd, char *line)
 			sb_cmd_done(cmd, 0, msg);
 			return;
 		}
-		cmd->rest = skip_words(line, nwords);
+		cmd->rest = sb_skip_words(line, nwords);
 		b->run(cmd, cmd->argc - nwords, cmd->argv + nwords);
 		return;
 	}

@@ -45,30 +45,6 @@ static sqlite3_stmt *s_si_ins, *s_si_del, *s_mw_ins, *s_mw_del;
 
 static void maint_rearm(void);
 
-static int
-step_done(sqlite3_stmt *s)
-{
-	int rc = sqlite3_step(s);
-
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		sb_warnx("store: %s", sqlite3_errmsg(sb_store_db()));
-		return -1;
-	}
-	return 0;
-}
-
-/* What follows the first n words of s. */
-static const char *
-after_words(const char *s, int n)
-{
-	for (int i = 0; i < n; i++) {
-		s += strspn(s, " \t");
-		s += strcspn(s, " \t");
-	}
-	return s + strspn(s, " \t");
-}
-
 static void
 fmt_time(char *out, size_t len, time_t t)
 {
@@ -116,7 +92,7 @@ cmd_silence(struct sb_cmd *cmd, int argc, char **argv)
 		sb_cmd_done(cmd, 0, "usage: silence <node|pattern> <duration: 30m, 2h, 1d> [reason]");
 		return;
 	}
-	reason = after_words(cmd->rest, 2);
+	reason = sb_skip_words(cmd->rest, 2);
 	s = sb_calloc(1, sizeof(*s));
 	s->pattern = sb_strdup(argv[0]);
 	s->reason = sb_strdup(reason);
@@ -129,7 +105,7 @@ cmd_silence(struct sb_cmd *cmd, int argc, char **argv)
 		sqlite3_bind_text(s_si_ins, 3, s->reason, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s_si_ins, 4, s->by, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s_si_ins, 5, (sqlite3_int64)now);
-		step_done(s_si_ins);
+		sb_store_exec(s_si_ins);
 		s->id = sqlite3_last_insert_rowid(sb_store_db());
 	}
 	s->next = silences;
@@ -167,7 +143,7 @@ cmd_unsilence(struct sb_cmd *cmd, int argc, char **argv)
 			if (s->id && sb_store_begin() == 0 && sb_store_stmt(&s_si_del,
 			    "DELETE FROM silences WHERE id = ?")) {
 				sqlite3_bind_int64(s_si_del, 1, s->id);
-				step_done(s_si_del);
+				sb_store_exec(s_si_del);
 			}
 			silence_free(s);
 			n++;
@@ -244,7 +220,7 @@ maint_rearm(void)
 			if (sb_store_begin() == 0 && sb_store_stmt(&s_mw_del,
 			    "DELETE FROM maint WHERE id = ?")) {
 				sqlite3_bind_int64(s_mw_del, 1, w->id);
-				step_done(s_mw_del);
+				sb_store_exec(s_mw_del);
 			}
 			free(w->node);
 			free(w->reason);
@@ -286,7 +262,7 @@ window_add(const char *node, time_t start, time_t until, const char *reason, con
 			sqlite3_bind_null(s_mw_ins, 3);
 		sqlite3_bind_text(s_mw_ins, 4, w->reason, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s_mw_ins, 5, w->by, -1, SQLITE_STATIC);
-		step_done(s_mw_ins);
+		sb_store_exec(s_mw_ins);
 		w->id = sqlite3_last_insert_rowid(sb_store_db());
 	}
 	w->next = windows;
@@ -394,7 +370,7 @@ cmd_maint(struct sb_cmd *cmd, int argc, char **argv)
 				if (sb_store_begin() == 0 && sb_store_stmt(&s_mw_del,
 				    "DELETE FROM maint WHERE id = ?")) {
 					sqlite3_bind_int64(s_mw_del, 1, w->id);
-					step_done(s_mw_del);
+					sb_store_exec(s_mw_del);
 				}
 				free(w->node);
 				free(w->reason);
@@ -412,7 +388,7 @@ cmd_maint(struct sb_cmd *cmd, int argc, char **argv)
 		return;
 	}
 	if (strcmp(argv[1], "on") == 0) {
-		reason = after_words(cmd->rest, 2);
+		reason = sb_skip_words(cmd->rest, 2);
 		window_add(argv[0], time(NULL), 0, reason, cmd->identity);
 		sb_maint_apply();
 		maint_rearm();
@@ -432,7 +408,7 @@ cmd_maint(struct sb_cmd *cmd, int argc, char **argv)
 			return;
 		}
 		until = start + (time_t)secs;
-		reason = after_words(cmd->rest, 5);
+		reason = sb_skip_words(cmd->rest, 5);
 		window_add(argv[0], start, until, reason, cmd->identity);
 		sb_maint_apply();
 		maint_rearm();

@@ -168,31 +168,6 @@ sev_rank(const char *s)
 	return 0;
 }
 
-static void
-bind_text(sqlite3_stmt *s, int i, const char *v)
-{
-	if (v)
-		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(s, i);
-}
-
-static int
-step_done(sqlite3_stmt *s)
-{
-	int rc;
-
-	if (s == NULL)
-		return -1;
-	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		sb_warnx("store: %s", sqlite3_errmsg(sb_store_db()));
-		return -1;
-	}
-	return 0;
-}
-
 static uint64_t
 jitter(uint64_t ms)
 {
@@ -229,17 +204,6 @@ sb_parse_duration(const char *s, long long *out)
 	}
 	*out = total;
 	return 0;
-}
-
-/* What follows the first n words of s. */
-static const char *
-after_words(const char *s, int n)
-{
-	for (int i = 0; i < n; i++) {
-		s += strspn(s, " \t");
-		s += strcspn(s, " \t");
-	}
-	return s + strspn(s, " \t");
 }
 
 /* ---- events ---- */
@@ -344,7 +308,7 @@ open_close(struct event *e)
 	if (sb_store_begin() == 0 && sb_store_stmt(&s_ev_close,
 	    "UPDATE events SET open = 0 WHERE id = ?")) {
 		sqlite3_bind_int64(s_ev_close, 1, e->id);
-		step_done(s_ev_close);
+		sb_store_exec(s_ev_close);
 	}
 	ev_unref(e);
 }
@@ -426,7 +390,7 @@ submit(const struct sb_event_in *in, sb_event_done_fn *done, void *ud,
 	}
 	sqlite3_bind_text(s_ev_ins, 1, e->key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s_ev_ins, 2, e->source, -1, SQLITE_STATIC);
-	bind_text(s_ev_ins, 3, e->node);
+	sb_store_bind_text(s_ev_ins, 3, e->node);
 	sqlite3_bind_text(s_ev_ins, 4, e->severity, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s_ev_ins, 5, e->text, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s_ev_ins, 6, (sqlite3_int64)e->time);
@@ -435,7 +399,7 @@ submit(const struct sb_event_in *in, sb_event_done_fn *done, void *ud,
 	else
 		sqlite3_bind_null(s_ev_ins, 7);
 	sqlite3_bind_int(s_ev_ins, 8, !in->resolved && sev_rank(sev) > 0);
-	if (step_done(s_ev_ins) < 0) {
+	if (sb_store_exec(s_ev_ins) < 0) {
 		ev_unref(e);
 		if (done)
 			done(ud, 0);
@@ -456,7 +420,7 @@ submit(const struct sb_event_in *in, sb_event_done_fn *done, void *ud,
 		e->routed = 1;
 		if (sb_store_stmt(&s_ev_routed, "UPDATE events SET routed = 1 WHERE id = ?")) {
 			sqlite3_bind_int64(s_ev_routed, 1, e->id);
-			step_done(s_ev_routed);
+			sb_store_exec(s_ev_routed);
 		}
 	} else
 		route_queue(e);
@@ -591,7 +555,7 @@ msg_remove(struct msg *m)
 {
 	if (sb_store_begin() == 0 && sb_store_stmt(&s_sp_del, "DELETE FROM spool WHERE id = ?")) {
 		sqlite3_bind_int64(s_sp_del, 1, (sqlite3_int64)m->id);
-		step_done(s_sp_del);
+		sb_store_exec(s_sp_del);
 	}
 	msg_unlink(m);
 }
@@ -694,7 +658,7 @@ group_flush(struct dest *d)
 	sqlite3_bind_text(s_sp_ins, 3, text.buf, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s_sp_ins, 4, json, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s_sp_ins, 5, (sqlite3_int64)time(NULL));
-	step_done(s_sp_ins);
+	sb_store_exec(s_sp_ins);
 	m = msg_new(d, id, text.buf, json, time(NULL));
 	(void)m;
 	st.messages++;
@@ -707,7 +671,7 @@ group_flush(struct dest *d)
 			e->routed = 1;
 			if (sb_store_stmt(&s_ev_routed, "UPDATE events SET routed = 1 WHERE id = ?")) {
 				sqlite3_bind_int64(s_ev_routed, 1, e->id);
-				step_done(s_ev_routed);
+				sb_store_exec(s_ev_routed);
 			}
 		}
 		free(d->items[i].line);
@@ -1019,7 +983,7 @@ esc_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 		    "UPDATE events SET escalated = ? WHERE id = ?")) {
 			sqlite3_bind_int(s_ev_esc, 1, e->tier);
 			sqlite3_bind_int64(s_ev_esc, 2, e->id);
-			step_done(s_ev_esc);
+			sb_store_exec(s_ev_esc);
 		}
 	} else if (e->plan.every > 0 &&
 	    elapsed + 50 >= (uint64_t)(e->plan.every * 1000) * (e->repeats + 1)) {
@@ -1061,7 +1025,7 @@ route_one(struct event *e)
 			if (sb_store_begin() == 0 && sb_store_stmt(&s_ev_routed,
 			    "UPDATE events SET routed = 1 WHERE id = ?")) {
 				sqlite3_bind_int64(s_ev_routed, 1, e->id);
-				step_done(s_ev_routed);
+				sb_store_exec(s_ev_routed);
 			}
 		}
 	}
@@ -1127,7 +1091,7 @@ cmd_ack(struct sb_cmd *cmd, int argc, char **argv)
 		    (long long)id);
 		return;
 	}
-	comment = after_words(cmd->rest, 1);
+	comment = sb_skip_words(cmd->rest, 1);
 	if (e->ack_by) {
 		sb_cmd_donef(cmd, 1, "E%lld was already acknowledged by %s", (long long)id,
 		    e->ack_by);
@@ -1142,7 +1106,7 @@ cmd_ack(struct sb_cmd *cmd, int argc, char **argv)
 		sqlite3_bind_int64(s_ev_ack, 2, (sqlite3_int64)e->ack_at);
 		sqlite3_bind_text(s_ev_ack, 3, e->ack_comment, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s_ev_ack, 4, e->id);
-		step_done(s_ev_ack);
+		sb_store_exec(s_ev_ack);
 	}
 	esc_arm(e);		/* stops escalation */
 	sb_notice("E%lld acknowledged by %s%s%s", (long long)id, e->ack_by,

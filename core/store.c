@@ -309,3 +309,28 @@ sb_store_close(void)
 	waiters = NULL;
 	nwaiters = waiters_cap = 0;
 }
+
+int
+sb_store_exec(struct sqlite3_stmt *s)
+{
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		sb_warnx("store: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+void
+sb_store_bind_text(struct sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}

@@ -55,4 +55,9 @@ void sb_store_stats(struct sb_store_stats *);
  * (logged) on error.  *slot caches it. */
 struct sqlite3_stmt *sb_store_stmt(struct sqlite3_stmt **slot, const char *sql);
 
+/* Step a write statement once and reset it: 0, or -1 (logged). */
+int  sb_store_exec(struct sqlite3_stmt *);
+/* Bind text, or NULL when v is NULL (copied). */
+void sb_store_bind_text(struct sqlite3_stmt *, int i, const char *v);
+
 #endif

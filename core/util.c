@@ -195,3 +195,13 @@ sb_sanitize_line(char *s)
 		else if (*s == 0x7f)
 			*s = ' ';
 }
+
+const char *
+sb_skip_words(const char *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		s += strspn(s, " \t");
+		s += strcspn(s, " \t");
+	}
+	return s + strspn(s, " \t");
+}

@@ -38,5 +38,7 @@ size_t sb_strlcpy(char *dst, const char *src, size_t size);
 void sb_fmt_duration(char *out, size_t size, long long seconds);
 /* Replace every control character but tab with a space, in place. */
 void sb_sanitize_line(char *);
+/* What follows the first n blank-separated words of s (blanks skipped). */
+const char *sb_skip_words(const char *s, int n);
 
 #endif
