@@ -291,3 +291,27 @@ end }
     db.close()
     assert row == (int(m.group(1)), "info", "disk ok"), row
     assert d.ok("alerts").strip() == "no open events"
+
+
+def test_repeat_every_until_ack():
+    script = 'route { severity = "critical", to = { "console" }, every = 2 }\n'
+    d = Daemon(conf_text=demo_conf(script_dir({"zz_every.lua": script}))).start()
+    d.wait_state("web", "ok")
+    d.ok("sim set web cpu_temp 95")
+    d.wait_state("web", "critical")
+    pat = r"console: notice \d+: \[(E\d+)\] still unacknowledged after \d+s: web: ok -> critical"
+    wait_for(lambda: len(re.findall(pat, d.logtext())) >= 2, timeout=LONG,
+             what="two repeats")
+    eid = re.search(pat, d.logtext()).group(1)
+    d.ok("ack %s" % eid)
+    n = len(re.findall(pat, d.logtext()))
+    # A barrier later than the next repeat would be: mail's own repeats.
+    d.ok("sim set mail cpu_temp 95")
+    mail = r"console: notice \d+: \[E\d+\] still unacknowledged after \d+s: mail:"
+    wait_for(lambda: len(re.findall(mail, d.logtext())) >= 2, timeout=LONG,
+             what="mail's repeats")
+    assert len(re.findall(pat, d.logtext())) == n, "web repeated after its ack"
+    rc, out = d.x("ack %s" % eid)
+    assert "already acknowledged" in out, out
+    rc, out = d.x("ack E999999")
+    assert rc != 0 and "not an open event" in out, out
