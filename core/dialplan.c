@@ -52,6 +52,7 @@ struct dp {
 	int     retired;
 	struct sb_lua *lua;
 	int     ref_dispatch, ref_policy, ref_route, ref_begin, ref_commands, ref_presence;
+	int     ref_export, ref_import;	/* pending confirmations across a reload */
 	int     ref_runs;		/* registry: thread -> run */
 	struct dtimer *timers;
 	long    next_timer_id;
@@ -489,6 +490,10 @@ l_hooks(lua_State *L)
 	dp->ref_commands = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_getfield(L, 1, "presence");
 	dp->ref_presence = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "export_pending");
+	dp->ref_export = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, 1, "import_pending");
+	dp->ref_import = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -1306,6 +1311,7 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	dp->refs = 1;
 	dp->ref_dispatch = dp->ref_policy = dp->ref_route = dp->ref_begin = LUA_NOREF;
 	dp->ref_commands = dp->ref_presence = LUA_NOREF;
+	dp->ref_export = dp->ref_import = LUA_NOREF;
 	if ((dp->lua = sb_lua_new(&lim)) == NULL) {
 		snprintf(err, errlen, "cannot create a Lua state");
 		free(dp);
@@ -1360,8 +1366,19 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 		rc = sb_lua_dostring(dp->lua, chunk, buf, len, err, errlen);
 		free(chunk);
 		free(buf);
-		if (rc < 0)
+		if (rc < 0) {
+			/* A memory error has no location: name the file (Lua
+			 * shortens long paths, so look for the base name). */
+			const char *base = strrchr(files[i].path, '/');
+
+			if (strstr(err, base ? base + 1 : files[i].path) == NULL) {
+				char *why = sb_strdup(err);
+
+				snprintf(err, errlen, "%s: %s", files[i].path, why);
+				free(why);
+			}
 			goto fail_files;
+		}
 	}
 	dp->nfiles = nfiles;
 	for (size_t i = 0; i < nfiles; i++) {
@@ -1413,6 +1430,84 @@ sb_dialplan_start(char *err, size_t errlen)
 	return 0;
 }
 
+/* Copy the plain value at from's top (string, number, boolean, or a
+ * table of those, depth levels deep at most) onto to's stack. */
+static void
+copy_plain(lua_State *from, lua_State *to, int depth)
+{
+	switch (lua_type(from, -1)) {
+	case LUA_TSTRING: {
+		size_t len;
+		const char *v = lua_tolstring(from, -1, &len);
+
+		lua_pushlstring(to, v, len);
+		break;
+	}
+	case LUA_TNUMBER:
+		if (lua_isinteger(from, -1))
+			lua_pushinteger(to, lua_tointeger(from, -1));
+		else
+			lua_pushnumber(to, lua_tonumber(from, -1));
+		break;
+	case LUA_TBOOLEAN:
+		lua_pushboolean(to, lua_toboolean(from, -1));
+		break;
+	case LUA_TTABLE:
+		if (depth > 0) {
+			lua_newtable(to);
+			lua_pushnil(from);
+			while (lua_next(from, -2)) {
+				int kt = lua_type(from, -2);
+
+				if (kt == LUA_TSTRING || kt == LUA_TNUMBER) {
+					lua_pushvalue(from, -2);	/* the key, on top */
+					copy_plain(from, to, 0);
+					lua_pop(from, 1);
+					copy_plain(from, to, depth - 1);
+					lua_rawset(to, -3);
+				}
+				lua_pop(from, 1);
+			}
+			break;
+		}
+		/* FALLTHROUGH */
+	default:
+		lua_pushnil(to);
+		break;
+	}
+}
+
+/* Confirmation codes given by the old dialplan stay good in the new one
+ * (matched again when confirmed).  Best effort: a failure is logged. */
+static void
+carry_pending(struct dp *old, struct dp *new)
+{
+	lua_State *from, *to;
+	char err[512];
+	size_t n;
+
+	if (old == NULL || old->ref_export == LUA_NOREF || new->ref_import == LUA_NOREF)
+		return;
+	from = sb_lua_state(old->lua);
+	to = sb_lua_state(new->lua);
+	lua_rawgeti(from, LUA_REGISTRYINDEX, old->ref_export);
+	if (sb_lua_call(old->lua, 0, 1, err, sizeof(err)) < 0) {
+		sb_warnx("pending confirmations not carried over the reload: %s", err);
+		return;
+	}
+	n = lua_istable(from, -1) ? lua_rawlen(from, -1) : 0;
+	if (n > 0) {
+		lua_rawgeti(to, LUA_REGISTRYINDEX, new->ref_import);
+		copy_plain(from, to, 3);	/* list, record, argv */
+		if (sb_lua_call(new->lua, 1, 0, err, sizeof(err)) < 0)
+			sb_warnx("pending confirmations not carried over the reload: %s", err);
+		else
+			sb_info("dialplan reload: %zu pending confirmation%s carried over", n,
+			    n == 1 ? "" : "s");
+	}
+	lua_pop(from, 1);
+}
+
 int
 sb_dialplan_reload(char *err, size_t errlen)
 {
@@ -1422,6 +1517,7 @@ sb_dialplan_reload(char *err, size_t errlen)
 		sb_warnx("dialplan reload failed, the old dialplan stays: %s", err);
 		return -1;
 	}
+	carry_pending(cur, dp);
 	dp_retire(cur);
 	cur = dp;
 	sb_info("dialplan reloaded: %zu script files", dp->nfiles);

@@ -651,6 +651,8 @@ local function wants_confirm(c, args)
 	return c.confirm and true or false
 end
 
+local resolve	-- below: the matching half of dispatch
+
 local function confirm(req, code)
 	local p = pending[code and supper(code) or ""]
 	if not p then return fail("unknown or already used confirmation code") end
@@ -659,11 +661,45 @@ local function confirm(req, code)
 	end
 	pending[supper(code)] = nil
 	if ostime() > p.expires then return fail("confirmation code expired; run the command again") end
+	if p.argv then
+		-- Issued before a dialplan reload: match the line again against
+		-- today's commands (which may have changed or gone).
+		local r = {}
+		for k, v in pairs(req) do r[k] = v end
+		r.argv, r.text, r.node, r.context = p.argv, p.text, p.node, p.context
+		local c, args, nodes, role = resolve(r)
+		if not c then return fail(sfmt("'%s' no longer runs as it did: %s", p.text, args)) end
+		p = { cmd = c, args = args, nodes = nodes, role = role }
+	end
 	-- The rules again: a reload may have changed them since the code was
 	-- given; and the audit log learns the nodes.
 	local ok, why = sb.acl_check(req, p.cmd.name, p.nodes, p.role, true)
 	if not ok then return fail(why) end
 	return execute(p.cmd, req, p.args, p.nodes)
+end
+
+-- A reload hands the codes still pending to the new dialplan as plain
+-- records; the line is matched again when the code is confirmed.
+local function export_pending()
+	local out = {}
+	for code, p in pairs(pending) do
+		if p.expires >= ostime() then
+			local argv = {}
+			for i, w in ipairs(p.argv) do argv[i] = w end
+			out[#out + 1] = { code = code, identity = p.identity, channel = p.channel,
+				session = p.session, expires = p.expires, text = p.text,
+				node = p.node, context = p.context, argv = argv }
+		end
+	end
+	return out
+end
+
+local function import_pending(list)
+	for _, r in ipairs(list) do
+		if type(r.code) == "string" and type(r.argv) == "table" then
+			pending[r.code] = r
+		end
+	end
 end
 
 -- Expired codes are dropped now and then so they cannot pile up.
@@ -674,13 +710,10 @@ local function sweep()
 	end
 end
 
-local function dispatch(req)
+-- The command a request names: c, args, nodes, role; or nil and why.
+resolve = function(req)
 	local argv = req.argv
 	local verb = slower(argv[1])
-	if verb == "confirm" then
-		if #argv ~= 2 then return fail("usage: confirm <code>") end
-		return confirm(req, argv[2])
-	end
 	-- Candidates: visible in this context, most specific (most words) first.
 	local cands = {}
 	for _, c in ipairs(commands) do
@@ -689,7 +722,7 @@ local function dispatch(req)
 		end
 	end
 	if #cands == 0 then
-		return fail(sfmt("unknown command '%s'; try 'help'", argv[1]))
+		return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
 	end
 	tsort(cands, function(a, b)
 		if a.nlit ~= b.nlit then return a.nlit > b.nlit end
@@ -710,7 +743,7 @@ local function dispatch(req)
 			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
 			for _, cand in ipairs(cands) do
 				if match(cand.elems, argv2, req.node) then
-					return fail(sfmt("no node matches '%s'; try 'nodes'", miss))
+					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
 				end
 			end
 		end
@@ -724,10 +757,20 @@ local function dispatch(req)
 				if cand.node_arg then hint = " (name the node)" break end
 			end
 		end
-		return fail("usage: " .. tconcat(u, " | ") .. hint)
+		return nil, ("usage: " .. tconcat(u, " | ") .. hint)
 	end
 	local role = needs(c, args)
-	local nodes = c.node_arg and args[c.node_arg] or nil
+	return c, args, c.node_arg and args[c.node_arg] or nil, role
+end
+
+local function dispatch(req)
+	local argv = req.argv
+	if slower(argv[1]) == "confirm" then
+		if #argv ~= 2 then return fail("usage: confirm <code>") end
+		return confirm(req, argv[2])
+	end
+	local c, args, nodes, role = resolve(req)
+	if not c then return fail(args) end
 	-- The role, and the rules for this command, its nodes and where it was
 	-- sent (the C side logs a refusal and keeps it for the audit log).
 	local ok, why = sb.acl_check(req, c.name, nodes, role, true)
@@ -740,6 +783,8 @@ local function dispatch(req)
 			cmd = c, args = args, nodes = nodes, role = role, identity = req.identity,
 			channel = req.channel, session = req.session,
 			expires = ostime() + sb.confirm_timeout,
+			-- for a reload: the line itself, to be matched again
+			argv = argv, text = req.text, node = req.node, context = req.context,
 		}
 		local scope = ""
 		if nodes and #nodes > 1 then
@@ -836,6 +881,7 @@ end
 sb.webhooks(run_webhook)
 
 sb.hooks { dispatch = dispatch, policy = policy, route = route, begin_file = begin_file,
-	commands = api.commands, presence = presence }
+	commands = api.commands, presence = presence,
+	export_pending = export_pending, import_pending = import_pending }
 
 for k, v in pairs(api) do _ENV[k] = v end

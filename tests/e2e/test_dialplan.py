@@ -162,6 +162,20 @@ def test_power_confirmation_flow():
     assert rc == 0 and re.match(r"^ftp:\n  \S+ \S+ info +power cycle requested\n$", out), out
 
 
+def test_confirmation_code_survives_dialplan_reload():
+    d = Daemon().start()
+    wait_node(d, "web", "ok", "all 6 sensors normal")
+    code = ask(d, "power web off", "Node: web.")
+    out = d.ok("dialplan reload")
+    assert "dialplan reloaded" in out, out
+    assert "1 pending confirmation carried over" in d.logtext()
+    # Still bound to its conversation, and matched again in the new dialplan.
+    expect(d, "as xmpp:oncall@example.org confirm " + code, 1,
+           "that code was issued to another conversation")
+    expect(d, "confirm " + code, 0, "web: power off issued")
+    wait_node(d, "web", "off", "powered off")
+    expect(d, "confirm " + code, 1, "unknown or already used confirmation code")
+
 def test_expired_code_exits_1():
     d = Daemon(conf_text=demo_text(confirm_timeout=1)).start()
     code = ask(d, "power db off", "Node: db.", timeout=1)
