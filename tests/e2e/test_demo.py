@@ -486,9 +486,14 @@ def test_demo_xmpp_client_logs_in_and_sees_the_nodes():
         # What the demo suggests: overheat mail from the console, watch it
         # turn busy, and ask it by chat.
         mail = "mail@" + component
+        since = op.mark()
         d.type("sim set mail cpu_temp 95")
         _, _, why = op.wait_presence(mail, lambda t_, s, st: t_ == "available" and s == "dnd")
         assert "cpu_temp" in why, why
+        # The demo's route tells the operator too, with the event's id.
+        m = op.wait_message(lambda m: m["body"] and "mail: ok -> critical" in m["body"],
+                            since=since)
+        assert m["body"].startswith("[E"), m["xml"]
         since = op.mark()
         op.send(mail, "status")
         m = op.wait_message(lambda m: m["from_bare"] == mail and m["body"], since=since)
