@@ -1,10 +1,13 @@
 /*
  * store.c: the durable store, one SQLite database in WAL mode.
  *
- * One transaction is open while there are writes to commit; a before-sleep
- * hook commits it once per loop turn, so a burst of writes costs one fsync.
- * Callbacks registered with sb_store_when_committed() run after the commit
- * that covers them: that is where "accepted" may be said.
+ * One transaction is open while there are writes to commit.  When someone
+ * waits for the commit (sb_store_when_committed(): a webhook's 2xx, a
+ * spool row to deliver), a before-sleep hook commits before the loop
+ * sleeps, so a burst of writes in one turn costs one fsync; writes nobody
+ * waits for (audit rows, bookkeeping) commit at most LAZY_MS later, so that
+ * a stream of commands does not pay an fsync each.  Callbacks run after the
+ * commit that covers them: that is where "accepted" may be said.
  *
  * The schema is versioned with PRAGMA user_version.  migrations[i] takes a
  * store from version i to i + 1; a store from a newer switchboard is
@@ -51,6 +54,8 @@ static const char *const migrations[] = {
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(NMIGRATIONS == SB_STORE_SCHEMA, "one migration per schema version");
 
+#define LAZY_MS	100	/* the longest a write nobody waits for stays uncommitted */
+
 struct waiter {
 	sb_store_done_fn *fn;
 	void   *ud;
@@ -65,6 +70,7 @@ static size_t nwaiters, waiters_cap;
 static sqlite3_stmt **stmts[64];	/* slots handed out by sb_store_stmt */
 static size_t nstmts;
 static struct sb_store_stats stats;
+static struct sb_timer *lazy_timer;
 
 static int
 exec(const char *sql, char *err, size_t errlen)
@@ -133,8 +139,20 @@ hook(struct sb_loop *l, void *ud)
 {
 	(void)l;
 	(void)ud;
-	if (in_txn || nwaiters)
+	if (nwaiters)
 		sb_store_commit();
+}
+
+static long
+lazy_fire(struct sb_loop *l, struct sb_timer *t, void *ud)
+{
+	(void)l;
+	(void)t;
+	(void)ud;
+	lazy_timer = NULL;
+	if (in_txn)
+		sb_store_commit();
+	return SB_TIMER_STOP;
 }
 
 int
@@ -195,6 +213,8 @@ sb_store_begin(void)
 		return -1;
 	}
 	in_txn = 1;
+	if (loop && lazy_timer == NULL)
+		lazy_timer = sb_loop_add_timer(loop, LAZY_MS, lazy_fire, NULL);
 	return 0;
 }
 
@@ -225,6 +245,10 @@ sb_store_commit(void)
 	if (db == NULL) {
 		run_waiters(0);
 		return -1;
+	}
+	if (lazy_timer) {
+		sb_loop_del_timer(loop, lazy_timer);
+		lazy_timer = NULL;
 	}
 	if (in_txn) {
 		struct timespec a, b;

@@ -3,10 +3,10 @@
  * the state folder, holding the notification spool, the events, silences,
  * maintenance windows and the audit log.
  *
- * Writes are grouped: every write joins one open transaction that commits
- * once per loop turn (a before-sleep hook) or when sb_store_commit() is
- * called.  Nothing may be reported as accepted before its commit: whoever
- * needs that asks sb_store_when_committed() to be called back.
+ * Writes are grouped: every write joins one open transaction.  It commits
+ * before the loop sleeps when someone waits for it (sb_store_when_committed:
+ * nothing may be reported as accepted before its commit), else at most
+ * 100 ms after its first write, or when sb_store_commit() is called.
  *
  * The schema has a version (PRAGMA user_version); sb_store_open() migrates
  * an older store forward and refuses one written by a newer switchboard.
