@@ -177,7 +177,10 @@ static const struct sb_conf_key irc_keys[] = {
 	{ "server", SB_CT_STRING, 0, NULL, "127.0.0.1",
 	  "server address (a host name is resolved off the loop); plaintext: use a local TLS tunnel across networks" },
 	{ "port", SB_CT_INT, 0, NULL, "6667", "server port" },
-	{ "password", SB_CT_STRING, 0, NULL, NULL, "server password (PASS)" },
+	{ "password", SB_CT_STRING, 0, NULL, NULL,
+	  "server password (PASS; the config file must not be world-readable)" },
+	{ "password_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding the server password instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "nick", SB_CT_STRING, 0, NULL, "sbbot", "the bot's nick" },
 	{ "alt_nicks", SB_CT_STRINGS, 0, NULL, "[ \"<nick>_\" ]",
 	  "nicks to try when nick is taken; then <nick> with 3 random digits" },
@@ -187,6 +190,8 @@ static const struct sb_conf_key irc_keys[] = {
 	  "channels to join: \"#chan\" or \"#chan key\"" },
 	{ "nickserv_password", SB_CT_STRING, 0, NULL, NULL,
 	  "identify to NickServ with this password after connecting" },
+	{ "nickserv_password_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding the NickServ password instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "nickserv_nick", SB_CT_STRING, 0, NULL, "NickServ", "the nick of the nick service" },
 	{ "rejoin", SB_CT_BOOL, 0, NULL, "true", "rejoin a channel after being kicked" },
 	{ "max_channel_lines", SB_CT_INT, 0, NULL, "10",
@@ -1429,7 +1434,8 @@ irc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t err
 		goto fail;
 	}
 	l->port = (int)n;
-	l->password = copy_str(s, "password", NULL);
+	if (sb_conf_secret(s, "password", &l->password, err, errlen) < 0)
+		goto fail;
 	if (l->password && !*l->password) {	/* "PASS" with nothing is a syntax error */
 		free(l->password);
 		l->password = NULL;
@@ -1438,7 +1444,8 @@ irc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t err
 	l->username = copy_str(s, "username", "switchbd");
 	l->realname = copy_str(s, "realname", "switchboard");
 	l->ns_nick = copy_str(s, "nickserv_nick", "NickServ");
-	l->ns_password = copy_str(s, "nickserv_password", NULL);
+	if (sb_conf_secret(s, "nickserv_password", &l->ns_password, err, errlen) < 0)
+		goto fail;
 	l->cmd_prefix = copy_str(s, "command_prefix", "!");
 	if (!valid_nick(l->nick) || !valid_nick(l->ns_nick)) {
 		snprintf(err, errlen, "nick: \"%s\" is not a valid nick",

@@ -54,14 +54,20 @@ static const struct sb_conf_key xmpp_keys[] = {
 	  "host to connect to" },
 	{ "port", SB_CT_INT, 0, NULL, "5222 (client), 5347 (component)", "port to connect to" },
 	{ "jid", SB_CT_STRING, 0, NULL, NULL, "client mode: the account, user@domain" },
-	{ "password", SB_CT_STRING, 0, NULL, NULL, "client mode: its password" },
+	{ "password", SB_CT_STRING, 0, NULL, NULL,
+	  "client mode: its password (the config file must not be world-readable)" },
+	{ "password_file", SB_CT_STRING, 0, NULL, NULL,
+	  "client mode: a file holding the password instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "resource", SB_CT_STRING, 0, NULL, "switchboard",
 	  "client mode: the resource, kept stable so ad-hoc queries can reach it" },
 	{ "node", SB_CT_STRING, 0, NULL, "the only node",
 	  "client mode: the node this account represents" },
 	{ "component", SB_CT_STRING, 0, NULL, NULL,
 	  "component mode: the component's domain; nodes are <node>@<component>" },
-	{ "secret", SB_CT_STRING, 0, NULL, NULL, "component mode: the shared secret" },
+	{ "secret", SB_CT_STRING, 0, NULL, NULL,
+	  "component mode: the shared secret (the config file must not be world-readable)" },
+	{ "secret_file", SB_CT_STRING, 0, NULL, NULL,
+	  "component mode: a file holding the secret instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "tls_verify", SB_CT_BOOL, 0, NULL, "true",
 	  "verify the server's certificate (false only for labs with self-signed certificates)" },
 	{ "ca_file", SB_CT_STRING, 0, NULL, "system CAs",
@@ -286,9 +292,11 @@ xc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t errl
 	}
 	if (l->component) {
 		l->domain = copy_str(s, "component", NULL);
-		l->secret = copy_str(s, "secret", NULL);
+		if (sb_conf_secret(s, "secret", &l->secret, err, errlen) < 0)
+			goto fail;
 		if (!l->domain || !l->secret) {
-			snprintf(err, errlen, "component mode needs 'component' and 'secret'");
+			snprintf(err, errlen, "component mode needs 'component' and 'secret' "
+			    "(or 'secret_file')");
 			goto fail;
 		}
 		l->server = copy_str(s, "server", l->domain);
@@ -297,9 +305,11 @@ xc_open(struct sb_channel *ch, const config_setting_t *s, char *err, size_t errl
 		const char *at;
 
 		l->jid = copy_str(s, "jid", NULL);
-		l->password = copy_str(s, "password", NULL);
+		if (sb_conf_secret(s, "password", &l->password, err, errlen) < 0)
+			goto fail;
 		if (!l->jid || !l->password || !(at = strchr(l->jid, '@')) || strchr(l->jid, '/')) {
-			snprintf(err, errlen, "client mode needs 'jid' (user@domain, no resource) and 'password'");
+			snprintf(err, errlen, "client mode needs 'jid' (user@domain, no resource) and "
+			    "'password' (or 'password_file')");
 			goto fail;
 		}
 		l->server = copy_str(s, "server", at + 1);

@@ -30,8 +30,11 @@
 static const struct sb_conf_key token_keys[] = {
 	{ "name", SB_CT_STRING, SB_KEY_REQUIRED, NULL, NULL,
 	  "the token's name; who presents it is the identity http:<name> (map it in acl)" },
-	{ "token", SB_CT_STRING, SB_KEY_REQUIRED, NULL, NULL,
+	{ "token", SB_CT_STRING, 0, NULL, NULL,
 	  "the secret, sent as \"Authorization: Bearer <token>\"; 16 characters or more" },
+	{ "token_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding the token instead (token or token_file is required); relative: in "
+	  "$CREDENTIALS_DIRECTORY" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -45,8 +48,12 @@ static const struct sb_conf_key hook_keys[] = {
 	  "a script's webhook \"<name>\" (function ...)" },
 	{ "token", SB_CT_STRING, 0, NULL, NULL,
 	  "bearer token the sender presents (16 characters or more)" },
+	{ "token_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding the token instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "hmac_secret", SB_CT_STRING, 0, NULL, NULL,
 	  "key of the HMAC-SHA256 of the body the sender puts in hmac_header" },
+	{ "hmac_secret_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding hmac_secret instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "hmac_header", SB_CT_STRING, 0, NULL, "X-Signature-256",
 	  "header holding the signature, hex, optionally prefixed sha256=" },
 	{ "hmac_timestamp_header", SB_CT_STRING, 0, NULL, NULL,
@@ -64,6 +71,8 @@ static const struct sb_conf_key webhook_keys[] = {
 	{ "format", SB_CT_STRING, 0, NULL, "slack",
 	  "slack ({\"text\"}: Slack, Mattermost) or json ({\"text\", \"channel\", \"time\"})" },
 	{ "token", SB_CT_STRING, 0, NULL, NULL, "sent as \"Authorization: Bearer <token>\"" },
+	{ "token_file", SB_CT_STRING, 0, NULL, NULL,
+	  "a file holding the token instead; relative: in $CREDENTIALS_DIRECTORY" },
 	{ "timeout", SB_CT_FLOAT, 0, NULL, "10", "seconds one attempt may take" },
 	{ "max_attempts", SB_CT_INT, 0, NULL, "10", "attempts before a notification is dropped" },
 	{ "retry_delay", SB_CT_FLOAT, 0, NULL, "2", "seconds before the first retry; doubles each time" },
@@ -169,16 +178,24 @@ open_tokens(struct httpd *h, const config_setting_t *s, char *err, size_t errlen
 	h->tokens = sb_calloc(h->ntokens + 1, sizeof(*h->tokens));
 	for (size_t i = 0; i < h->ntokens; i++) {
 		config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-		const char *name = sb_conf_str(e, "name", ""), *tok = sb_conf_str(e, "token", "");
+		const char *name = sb_conf_str(e, "name", "");
+		char *tok;
+		size_t toklen;
 
 		h->tokens[i].name = sb_strdup(name);
 		if (!http_valid_name(name))
 			return conf_fail(err, errlen, e, "token name \"%s\" must be 1-63 letters, "
 			    "digits, '-', '_' or '.'", name);
-		if (strlen(tok) < 16)
+		if (sb_conf_secret(e, "token", &tok, err, errlen) < 0)
+			return -1;
+		if (tok == NULL)
+			return conf_fail(err, errlen, e, "token %s needs token or token_file", name);
+		toklen = strlen(tok);
+		http_sha256(tok, toklen, h->tokens[i].digest);
+		sb_secret_free(tok);	/* only its hash is kept */
+		if (toklen < 16)
 			return conf_fail(err, errlen, e, "token %s: the secret needs 16 characters "
 			    "or more", name);
-		http_sha256(tok, strlen(tok), h->tokens[i].digest);
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(h->tokens[j].name, name) == 0)
 				return conf_fail(err, errlen, e, "duplicate token name \"%s\"", name);
@@ -203,13 +220,23 @@ open_hooks(struct httpd *h, const config_setting_t *s, char *err, size_t errlen)
 		const char *name = sb_conf_str(e, "name", "");
 		const char *fmt = sb_conf_str(e, "format", NULL);
 		const char *handler = sb_conf_str(e, "handler", NULL);
-		const char *tok = sb_conf_str(e, "token", NULL);
-		const char *sec = sb_conf_str(e, "hmac_secret", NULL);
 		const char *tsh = sb_conf_str(e, "hmac_timestamp_header", NULL);
+		char *tok, *sec;
+		size_t toklen = 0;
 		int f;
 
 		k->name = sb_strdup(name);
-		k->hmac_secret = sb_strdup(sec);
+		if (sb_conf_secret(e, "token", &tok, err, errlen) < 0)
+			return -1;
+		if (tok) {		/* only its hash is kept */
+			k->has_token = 1;
+			toklen = strlen(tok);
+			http_sha256(tok, toklen, k->token.digest);
+			sb_secret_free(tok);
+		}
+		if (sb_conf_secret(e, "hmac_secret", &sec, err, errlen) < 0)
+			return -1;
+		k->hmac_secret = sec;	/* taken */
 		k->hmac_header = sb_strdup(sb_conf_str(e, "hmac_header", "X-Signature-256"));
 		if (!http_valid_name(name))
 			return conf_fail(err, errlen, e, "hook name \"%s\" must be 1-63 letters, "
@@ -247,16 +274,12 @@ open_hooks(struct httpd *h, const config_setting_t *s, char *err, size_t errlen)
 		if (k->max_skew < 1 || k->max_skew > 86400)
 			return conf_fail(err, errlen, e, "hook %s: hmac_max_skew must be 1 to 86400 "
 			    "seconds", name);
-		if (tok == NULL && sec == NULL)
+		if (!k->has_token && sec == NULL)
 			return conf_fail(err, errlen, e, "hook %s needs a token or an hmac_secret "
 			    "(or both)", name);
-		if ((tok && strlen(tok) < 16) || (sec && strlen(sec) < 16))
+		if ((k->has_token && toklen < 16) || (sec && strlen(sec) < 16))
 			return conf_fail(err, errlen, e, "hook %s: token and hmac_secret need 16 "
 			    "characters or more", name);
-		if (tok) {
-			k->has_token = 1;
-			http_sha256(tok, strlen(tok), k->token.digest);
-		}
 		k->dedup = http_dedup_new(DEDUP_CAP);
 	}
 	return 0;
@@ -277,7 +300,10 @@ open_webhooks(struct httpd *h, const config_setting_t *s, char *err, size_t errl
 
 		c[i].name = sb_strdup(name);
 		c[i].url = sb_strdup(url);
-		c[i].bearer = sb_strdup(sb_conf_str(e, "token", NULL));
+		if (sb_conf_secret(e, "token", &c[i].bearer, err, errlen) < 0) {
+			h->out = http_out_new(h->ch->name, c, i + 1);
+			return -1;
+		}
 		c[i].timeout_ms = (long)(sb_conf_float(e, "timeout", 10) * 1000);
 		c[i].max_attempts = (int)sb_conf_int(e, "max_attempts", 10);
 		c[i].retry_ms = (long)(sb_conf_float(e, "retry_delay", 2) * 1000);

@@ -6,11 +6,16 @@
  * unknown key, wrong type or missing required key gets that far.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <libgen.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "conf.h"
@@ -48,6 +53,12 @@ static const struct sb_conf_key daemon_keys[] = {
 	  "seconds a confirmation code stays valid" },
 	{ "default_context", SB_CT_STRING, 0, NULL, "default",
 	  "dialplan context of a channel that names none" },
+	{ "user", SB_CT_STRING, 0, NULL, "-",
+	  "started as root: the user to run as once sockets, ports and the store are open" },
+	{ "group", SB_CT_STRING, 0, NULL, "the user's group",
+	  "started as root: the group to run as (with user)" },
+	{ "socket_group", SB_CT_STRING, 0, NULL, "-",
+	  "a group whose members may use the control socket (mode 0660); else 0600" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -258,6 +269,143 @@ sb_conf_fingerprint(const config_setting_t *s)
 	return sb_buf_steal(&b);
 }
 
+/* ---- secrets ---- */
+
+#define SECRET_MAX 4096		/* bytes; a password, a token, a key */
+
+int
+sb_conf_check_private(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & S_IROTH) {
+		snprintf(err, errlen, "%s %s holds a secret but is readable by everyone "
+		    "(mode %04o): chmod o-r it", what, path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/* Read a secret file into *out (taken by the caller).  The mode is checked
+ * on the open descriptor, so a file swapped after the check is not read. */
+static int
+secret_read(const char *path, char **out, char *msg, size_t msglen)
+{
+	char buf[SECRET_MAX + 2];
+	struct stat st;
+	size_t len = 0;
+	ssize_t n = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(msg, msglen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & S_IROTH) {
+		snprintf(msg, msglen, "%s holds a secret but is readable by everyone "
+		    "(mode %04o): chmod o-r it", path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	while (len < sizeof(buf) - 1 &&
+	    ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
+		if (n > 0)
+			len += (size_t)n;
+	close(fd);
+	if (n < 0) {
+		snprintf(msg, msglen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	/* The first line, without its newline (echo and editors add one). */
+	buf[len] = '\0';
+	len = strcspn(buf, "\r\n");
+	if (len > SECRET_MAX || len == 0 || memchr(buf, '\0', len) != NULL) {
+		snprintf(msg, msglen, "%s: %s", path, len == 0 ? "empty first line" :
+		    len > SECRET_MAX ? "longer than 4096 bytes" : "holds a NUL byte");
+		goto fail;
+	}
+	buf[len] = '\0';
+	*out = sb_strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+fail:
+	explicit_bzero(buf, sizeof(buf));
+	return -1;
+}
+
+int
+sb_conf_secret(const config_setting_t *g, const char *key, char **out, char *err,
+               size_t errlen)
+{
+	char fkey[128], where[512], msg[512];
+	const config_setting_t *inl, *fil;
+	const char *file, *v, *dir;
+	char *path, *copy;
+	int rc;
+
+	*out = NULL;
+	snprintf(fkey, sizeof(fkey), "%s_file", key);
+	inl = g ? config_setting_get_member(g, key) : NULL;
+	fil = g ? config_setting_get_member(g, fkey) : NULL;
+	if (inl == NULL && fil == NULL)
+		return 0;
+	sb_conf_where(fil ? fil : inl, where, sizeof(where));
+	if (inl && fil) {
+		snprintf(err, errlen, "%s: give %s or %s, not both", where, key, fkey);
+		return -1;
+	}
+	if (inl) {
+		/* An inline secret is as private as the file it is written in. */
+		file = config_setting_source_file(inl);
+		if (file && sb_conf_check_private(file, "the config file", msg,
+		    sizeof(msg)) < 0) {
+			snprintf(err, errlen, "%s: %s: %s (or use %s)", where, key, msg, fkey);
+			return -1;
+		}
+		if ((v = config_setting_get_string(inl)) == NULL)
+			v = "";
+		*out = sb_strdup(v);
+		return 0;
+	}
+	if ((v = config_setting_get_string(fil)) == NULL || *v == '\0') {
+		snprintf(err, errlen, "%s: %s is empty", where, fkey);
+		return -1;
+	}
+	if (v[0] == '/') {
+		path = sb_strdup(v);
+	} else if ((dir = getenv("CREDENTIALS_DIRECTORY")) != NULL && *dir) {
+		path = sb_asprintf("%s/%s", dir, v);
+	} else {
+		file = config_setting_source_file(fil);
+		copy = sb_strdup(file ? file : ".");
+		path = sb_asprintf("%s/%s", file ? dirname(copy) : ".", v);
+		free(copy);
+	}
+	rc = secret_read(path, out, msg, sizeof(msg));
+	free(path);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s %s", where, fkey, msg);
+	return rc;
+}
+
+void
+sb_secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 /* ---- schema check ---- */
 
 struct check {
@@ -448,6 +596,14 @@ strings_free(char **v, size_t n)
 	free(v);
 }
 
+static char *
+str_or_null(const config_setting_t *e, const char *key)
+{
+	const char *v = sb_conf_str(e, key, NULL);
+
+	return v ? sb_strdup(v) : NULL;
+}
+
 static int
 load_daemon(struct check *c, struct sb_config *conf)
 {
@@ -474,6 +630,26 @@ load_daemon(struct check *c, struct sb_config *conf)
 	if (conf->confirm_timeout < 1 || conf->confirm_timeout > 3600) {
 		fail(c, config_setting_get_member(d, "confirm_timeout"),
 		    "confirm_timeout must be between 1 and 3600 seconds");
+		return -1;
+	}
+	conf->user = str_or_null(d, "user");
+	conf->group = str_or_null(d, "group");
+	conf->socket_group = str_or_null(d, "socket_group");
+	if (conf->user && getpwnam(conf->user) == NULL) {
+		fail(c, config_setting_get_member(d, "user"), "no user \"%s\"", conf->user);
+		return -1;
+	}
+	if (conf->group && conf->user == NULL) {
+		fail(c, config_setting_get_member(d, "group"), "group needs user");
+		return -1;
+	}
+	if (conf->group && getgrnam(conf->group) == NULL) {
+		fail(c, config_setting_get_member(d, "group"), "no group \"%s\"", conf->group);
+		return -1;
+	}
+	if (conf->socket_group && getgrnam(conf->socket_group) == NULL) {
+		fail(c, config_setting_get_member(d, "socket_group"), "no group \"%s\"",
+		    conf->socket_group);
 		return -1;
 	}
 	if (d && (s = config_setting_get_member(d, "scripts")) != NULL) {
@@ -615,14 +791,6 @@ load_acl(struct check *c, struct sb_config *conf)
 	return 0;
 }
 
-static char *
-str_or_null(const config_setting_t *e, const char *key)
-{
-	const char *v = sb_conf_str(e, key, NULL);
-
-	return v ? sb_strdup(v) : NULL;
-}
-
 static int
 load_rules(struct check *c, struct sb_config *conf)
 {
@@ -762,6 +930,9 @@ sb_conf_free(struct sb_config *conf)
 	free(conf->socket);
 	free(conf->state_dir);
 	free(conf->default_context);
+	free(conf->user);
+	free(conf->group);
+	free(conf->socket_group);
 	free(conf->path);
 	config_destroy(&conf->cf);
 	free(conf);

@@ -96,6 +96,10 @@ struct sb_config {
 	double  poll_interval;
 	int     confirm_timeout;
 	char   *default_context;
+	/* least privilege, applied at start only (a reload cannot regain root) */
+	char   *user;		/* NULL: stay who we were started as */
+	char   *group;		/* NULL: the user's primary group */
+	char   *socket_group;	/* NULL: the control socket is 0600 */
 	/* sections */
 	struct sb_chan_conf *channels;
 	size_t  nchannels;
@@ -125,6 +129,24 @@ const char *sb_conf_str(const config_setting_t *, const char *key, const char *d
 long long   sb_conf_int(const config_setting_t *, const char *key, long long def);
 double      sb_conf_float(const config_setting_t *, const char *key, double def);
 int         sb_conf_bool(const config_setting_t *, const char *key, int def);
+/*
+ * A secret the group g gives as key (inline) or key_file (a file), e.g.
+ * "password" or "password_file".  On success *out is a copy the caller
+ * takes (free it with sb_secret_free()), NULL if neither key is there.
+ * Refused, -1 with "file:line: ..." in err: both keys; an inline secret in
+ * a config file everyone may read; a secret file everyone may read, or one
+ * that cannot be read.  A relative key_file is looked up in
+ * $CREDENTIALS_DIRECTORY (systemd's LoadCredential=) when that is set, else
+ * next to the config file.  The secret is the file's first line, without
+ * its newline.
+ */
+int         sb_conf_secret(const config_setting_t *g, const char *key, char **out,
+                           char *err, size_t errlen);
+void        sb_secret_free(char *);	/* NULL-safe; wipes it first */
+/* Is the file path (a secret, or a config holding one) private: not
+ * readable by everyone?  0, or -1 with a message naming what in err. */
+int         sb_conf_check_private(const char *path, const char *what, char *err,
+                                  size_t errlen);
 /* "file:line" of a setting, for error messages. */
 void        sb_conf_where(const config_setting_t *, char *out, size_t outlen);
 /* Canonical text of a setting (stable across reloads of equal text). */

@@ -72,9 +72,10 @@ static const struct sb_conf_key ipmi_keys[] = {
 	{ .name = "username", .type = SB_CT_STRING, .flags = SB_KEY_REQUIRED,
 	  .doc = "the IPMI user" },
 	{ .name = "password", .type = SB_CT_STRING, .def = "none",
-	  .doc = "the IPMI password (the file must not be world-readable)" },
+	  .doc = "the IPMI password (the config file must not be world-readable)" },
 	{ .name = "password_file", .type = SB_CT_STRING, .def = "none",
-	  .doc = "a file holding the password instead (mode 0600 or 0640)" },
+	  .doc = "a file holding the password instead (not world-readable); relative: in "
+	         "$CREDENTIALS_DIRECTORY" },
 	{ .name = "k_g", .type = SB_CT_STRING, .def = "none",
 	  .doc = "the BMC key K_g, as text or 0x-prefixed hex" },
 	{ .name = "privilege", .type = SB_CT_STRING, .def = "operator",
@@ -440,57 +441,6 @@ num(const config_setting_t *g, const char *key, double def)
 	}
 }
 
-/*
- * A secret may sit in a file others cannot read, nowhere else: the config
- * file holding an inline password, or the password file, must not be
- * world-readable.
- */
-static int
-check_private(const char *path, const char *what, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (path == NULL)
-		return 0;	/* a config parsed from a string (tests) */
-	if (stat(path, &st) < 0) {
-		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
-		return -1;
-	}
-	if (st.st_mode & S_IROTH) {
-		snprintf(err, errlen, "%s %s holds a password but is readable by "
-		         "everyone (mode %04o); chmod o-r it", what, path,
-		         (unsigned)(st.st_mode & 07777));
-		return -1;
-	}
-	return 0;
-}
-
-static int
-read_password_file(const char *path, char **out, char *err, size_t errlen)
-{
-	char buf[256];
-	ssize_t n;
-	int fd;
-
-	if (check_private(path, "password_file", err, errlen) < 0)
-		return -1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "password_file %s: %s", path, strerror(errno));
-		return -1;
-	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0) {
-		snprintf(err, errlen, "password_file %s: %s", path, strerror(errno));
-		return -1;
-	}
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';	/* the first line */
-	*out = sb_strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return 0;
-}
-
 static int
 parse_k_g(struct ipmi_conf *c, const char *s, char *err, size_t errlen)
 {
@@ -525,7 +475,7 @@ parse(struct ipmi_bmc *b, const config_setting_t *conf, char *err, size_t errlen
 {
 	struct ipmi_conf *c = &b->c;
 	const config_setting_t *w;
-	const char *host, *user, *pw, *pwfile, *priv, *kg, *cache;
+	const char *host, *user, *priv, *kg, *cache;
 	long long port, cipher, workers;
 	double t, rt;
 
@@ -552,23 +502,11 @@ parse(struct ipmi_bmc *b, const config_setting_t *conf, char *err, size_t errlen
 	c->shown = sb_strdup(c->host);
 	c->user = sb_strdup(user);
 
-	pw = sb_conf_str(conf, "password", NULL);
-	pwfile = sb_conf_str(conf, "password_file", NULL);
-	if (pw != NULL && pwfile != NULL) {
-		snprintf(err, errlen, "give password or password_file, not both");
+	/* Inline only in a private config file, or from a private file. */
+	if (sb_conf_secret(conf, "password", &c->password, err, errlen) < 0)
 		return -1;
-	}
-	if (pw != NULL) {
-		if (check_private(config_setting_source_file(conf), "the config file",
-		                  err, errlen) < 0)
-			return -1;
-		c->password = sb_strdup(pw);
-	} else if (pwfile != NULL) {
-		if (read_password_file(pwfile, &c->password, err, errlen) < 0)
-			return -1;
-	} else {
+	if (c->password == NULL)
 		c->password = sb_strdup("");
-	}
 	if (strlen(c->password) > 20) {
 		snprintf(err, errlen, "the password is longer than IPMI's 20 characters");
 		return -1;

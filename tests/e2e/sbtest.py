@@ -3,6 +3,7 @@ socket and state folder, drive it with "switchboard -x", wait for
 conditions with generous deadlines, and make sure nothing is left running.
 """
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -74,6 +75,8 @@ class Daemon:
             conf = os.path.join(self.dir, "switchboard.conf")
             with open(conf, "w") as f:
                 f.write(conf_text)
+            # Inline secrets are refused in a config others may read.
+            os.chmod(conf, 0o600)
         self.conf = conf or os.path.join(ROOT, "config", "demo.conf")
         self.sock = os.path.join(self.dir, "sb.sock")
         self.state = os.path.join(self.dir, "state")
@@ -82,8 +85,10 @@ class Daemon:
 
     def start(self, wait=True, extra=()):
         logf = open(self.log, "ab")
+        # SB_WRAP="valgrind ..." runs the daemon under a tool (make check-valgrind).
+        wrap = shlex.split(os.environ.get("SB_WRAP", ""))
         self.proc = subprocess.Popen(
-            [BIN, "-c", self.conf, "-s", self.sock, "-d", self.state, "-f"] + list(extra),
+            wrap + [BIN, "-c", self.conf, "-s", self.sock, "-d", self.state, "-f"] + list(extra),
             stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
         logf.close()
         _daemons.append(self)

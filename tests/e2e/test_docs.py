@@ -161,6 +161,7 @@ def test_configuration_examples_pass_check_config():
         path = os.path.join(t, "example%d.conf" % i)
         with open(path, "w") as f:
             f.write(text)
+        os.chmod(path, 0o600)   # inline secrets need a private config
         p = run([sbtest.BIN, "-c", path, "--check-config"])
         assert p.returncode == 0, "example %d fails --check-config: %s\n%s" % (i, p.stderr, text)
     # The man page's example (console only: nothing reaches for the network)

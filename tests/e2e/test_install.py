@@ -116,7 +116,7 @@ def test_install_destdir_layout_reinstall_uninstall():
                  ("StateDirectory", "switchboard"),
                  ("ProtectSystem", "strict"),
                  ("NoNewPrivileges", "yes"),
-                 ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")]:
+                 ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK")]:
         assert want in settings, (want, text)
     assert not re.search(r"@[A-Z_]+@", text), text
 
