@@ -17,6 +17,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "msg.h"
+#include "store.h"
 #include "util.h"
 
 static sb_dialplan_fn *dialplan;
@@ -174,14 +175,51 @@ record(struct sb_cmd *cmd, int ok, const char *text)
 	sb_audit_add(&r);
 }
 
+struct deferred {
+	struct sb_cmd *cmd;
+	int     ok;
+	char   *text;
+};
+
+/* The commit a command's final answer waited for is done (or failed). */
+static void
+answer_after_commit(void *ud, int committed)
+{
+	struct deferred *d = ud;
+	char *text = d->text;
+
+	if (!committed) {
+		text = sb_asprintf("%s%s(warning: the store could not save this; what it "
+		    "accepted is kept in memory only)", d->text ? d->text : "",
+		    d->text ? "\n" : "");
+		free(d->text);
+	}
+	send_reply(d->cmd, text, SB_REPLY_DONE | (d->ok ? 0 : SB_REPLY_FAIL));
+	cmd_free(d->cmd);
+	free(text);
+	free(d);
+}
+
 void
 sb_cmd_done(struct sb_cmd *cmd, int ok, const char *text)
 {
 	if (cmd->done)
 		return;
 	record(cmd, ok, text);
-	send_reply(cmd, text, SB_REPLY_DONE | (ok ? 0 : SB_REPLY_FAIL));
 	cmd->done = 1;
+	/* A command that made a promise (notify() accepted an event) says it
+	 * is done only once that is on disk: a crash in between must not
+	 * lose what the operator was told was accepted. */
+	if (sb_store_has_urgent()) {
+		struct deferred *d = sb_calloc(1, sizeof(*d));
+
+		d->cmd = cmd;
+		d->ok = ok;
+		d->text = sb_strdup(text);
+		sb_store_when_committed(answer_after_commit, d);
+		return;
+	}
+	send_reply(cmd, text, SB_REPLY_DONE | (ok ? 0 : SB_REPLY_FAIL));
 	cmd_free(cmd);
 }
 

@@ -135,12 +135,20 @@ static struct sb_notify_stats st;
 static size_t nmsgs;		/* in the spool */
 static size_t nready;		/* of which committed: the cap counts these */
 static uint64_t next_msg_id = 1;
+/* Event ids come from here, not from SQLite's rowid: a commit that fails
+ * (a full disk) rolls the rowid back, and the next event would reuse an
+ * id already shown to people for another one. */
+static int64_t next_event_id = 1;
 static int started;
+/* Spool rows deleted since the last good commit: a failed commit (a full
+ * disk) brings them back on disk, so they are deleted again. */
+static uint64_t *undone;
+static size_t nundone, undone_cap;
 static sb_route_fn *router;
 static void *router_ud;
 
 static sqlite3_stmt *s_ev_ins, *s_ev_routed, *s_ev_close, *s_ev_ack, *s_ev_esc;
-static sqlite3_stmt *s_sp_ins, *s_sp_del, *s_sp_att;
+static sqlite3_stmt *s_sp_ins, *s_sp_del;
 
 static void dest_arm(struct dest *);
 static void group_flush(struct dest *);
@@ -361,8 +369,8 @@ submit(const struct sb_event_in *in, sb_event_done_fn *done, void *ud,
 		return 0;
 	}
 	if (!sb_store_is_open() || sb_store_begin() < 0 ||
-	    sb_store_stmt(&s_ev_ins, "INSERT INTO events (key, source, node, severity, "
-	    "text, time, resolves, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?)") == NULL) {
+	    sb_store_stmt(&s_ev_ins, "INSERT INTO events (id, key, source, node, severity, "
+	    "text, time, resolves, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)") == NULL) {
 		sb_warnx("event not accepted (store unavailable): %s", in->text);
 		if (done)
 			done(ud, 0);
@@ -388,25 +396,27 @@ submit(const struct sb_event_in *in, sb_event_done_fn *done, void *ud,
 		for (size_t i = 0; i < preset->n; i++)
 			sb_route_plan_add(&e->plan, preset->v[i].dest, 0, 0);
 	}
-	sqlite3_bind_text(s_ev_ins, 1, e->key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s_ev_ins, 2, e->source, -1, SQLITE_STATIC);
-	sb_store_bind_text(s_ev_ins, 3, e->node);
-	sqlite3_bind_text(s_ev_ins, 4, e->severity, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s_ev_ins, 5, e->text, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s_ev_ins, 6, (sqlite3_int64)e->time);
+	sqlite3_bind_int64(s_ev_ins, 1, next_event_id);
+	sqlite3_bind_text(s_ev_ins, 2, e->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s_ev_ins, 3, e->source, -1, SQLITE_STATIC);
+	sb_store_bind_text(s_ev_ins, 4, e->node);
+	sqlite3_bind_text(s_ev_ins, 5, e->severity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s_ev_ins, 6, e->text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s_ev_ins, 7, (sqlite3_int64)e->time);
 	if (e->resolves)
-		sqlite3_bind_int64(s_ev_ins, 7, e->resolves);
+		sqlite3_bind_int64(s_ev_ins, 8, e->resolves);
 	else
-		sqlite3_bind_null(s_ev_ins, 7);
-	sqlite3_bind_int(s_ev_ins, 8, !in->resolved && sev_rank(sev) > 0);
+		sqlite3_bind_null(s_ev_ins, 8);
+	sqlite3_bind_int(s_ev_ins, 9, !in->resolved && sev_rank(sev) > 0);
 	if (sb_store_exec(s_ev_ins) < 0) {
 		ev_unref(e);
 		if (done)
 			done(ud, 0);
 		return -1;
 	}
-	e->id = sqlite3_last_insert_rowid(sb_store_db());
+	e->id = next_event_id++;
 	st.events++;
+	sb_store_urgent();	/* accepted: committed before the loop sleeps */
 	/* The new event supersedes (or resolves) the old one. */
 	if (old)
 		open_close(old);
@@ -549,14 +559,39 @@ msg_unlink(struct msg *m)
 	free(m);
 }
 
+static void
+spool_delete(uint64_t id)
+{
+	if (sb_store_begin() == 0 && sb_store_stmt(&s_sp_del, "DELETE FROM spool WHERE id = ?")) {
+		sqlite3_bind_int64(s_sp_del, 1, (sqlite3_int64)id);
+		sb_store_exec(s_sp_del);
+	}
+}
+
+static void
+after_commit(void *ud, int ok)
+{
+	(void)ud;
+	if (ok) {
+		nundone = 0;
+		return;
+	}
+	/* The deletions went with the failed commit: do them again (the
+	 * next commit may fail too; then again, until the disk has room). */
+	for (size_t i = 0; i < nundone; i++)
+		spool_delete(undone[i]);
+}
+
 /* Forget a message for good (delivered, failed or dropped). */
 static void
 msg_remove(struct msg *m)
 {
-	if (sb_store_begin() == 0 && sb_store_stmt(&s_sp_del, "DELETE FROM spool WHERE id = ?")) {
-		sqlite3_bind_int64(s_sp_del, 1, (sqlite3_int64)m->id);
-		sb_store_exec(s_sp_del);
+	spool_delete(m->id);
+	if (nundone == undone_cap) {
+		undone_cap = undone_cap ? 2 * undone_cap : 64;
+		undone = sb_realloc(undone, undone_cap * sizeof(*undone));
 	}
+	undone[nundone++] = m->id;
 	msg_unlink(m);
 }
 
@@ -1209,6 +1244,13 @@ load(char *err, size_t errlen)
 			next_msg_id = (uint64_t)sqlite3_column_int64(s, 0) + 1;
 		sqlite3_finalize(s);
 	}
+	if (sqlite3_prepare_v2(db, "SELECT max((SELECT coalesce(max(seq), 0) FROM sqlite_sequence "
+	    "WHERE name = 'events'), (SELECT coalesce(max(id), 0) FROM events))",
+	    -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			next_event_id = sqlite3_column_int64(s, 0) + 1;
+		sqlite3_finalize(s);
+	}
 	if (sqlite3_prepare_v2(db, "SELECT id, dest, text, json, created, attempts "
 	    "FROM spool ORDER BY id", -1, &s, NULL) != SQLITE_OK)
 		goto fail;
@@ -1281,6 +1323,7 @@ sb_notify_start(const char *state_dir, char *err, size_t errlen)
 	if (sb_core.loop)
 		sb_loop_add_before_sleep(sb_core.loop, route_hook, NULL);
 	rc = sb_store_open(path, sb_core.loop, err, errlen);
+	sb_store_after_commit(after_commit, NULL);
 	free(path);
 	if (rc < 0 || load(err, errlen) < 0) {
 		sb_notify_stop();
@@ -1396,5 +1439,8 @@ sb_notify_stop(void)
 	st.open_events = 0;
 	sb_maint_stop();
 	sb_store_close();
-	(void)s_sp_att;
+	sb_store_after_commit(NULL, NULL);
+	free(undone);
+	undone = NULL;
+	nundone = undone_cap = 0;
 }

@@ -65,12 +65,17 @@ static sqlite3 *db;
 static char *db_path;
 static struct sb_loop *loop;
 static int in_txn;
+static int urgent;		/* the open transaction holds promised writes */
 static struct waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static sqlite3_stmt **stmts[64];	/* slots handed out by sb_store_stmt */
 static size_t nstmts;
 static struct sb_store_stats stats;
 static struct sb_timer *lazy_timer;
+static sb_store_done_fn *after_fn;	/* told of every commit's outcome */
+static void *after_ud;
+static unsigned failing;		/* commits failed in a row */
+static time_t failing_logged;
 
 static int
 exec(const char *sql, char *err, size_t errlen)
@@ -139,8 +144,21 @@ hook(struct sb_loop *l, void *ud)
 {
 	(void)l;
 	(void)ud;
-	if (nwaiters)
+	if (nwaiters || urgent)
 		sb_store_commit();
+}
+
+void
+sb_store_urgent(void)
+{
+	if (in_txn)
+		urgent = 1;
+}
+
+int
+sb_store_has_urgent(void)
+{
+	return in_txn && urgent;
 }
 
 static long
@@ -257,19 +275,39 @@ sb_store_commit(void)
 		if (exec("COMMIT", err, sizeof(err)) < 0) {
 			char ignore[64];
 
-			sb_warnx("store: commit failed, its writes are lost: %s", err);
+			/* Once, then once a minute while it lasts (a full disk
+			 * fails every commit). */
+			if (failing++ == 0 || time(NULL) - failing_logged >= 60) {
+				sb_warnx("store: commit failed%s, its writes are lost: %s",
+				    failing > 1 ? " again" : "", err);
+				failing_logged = time(NULL);
+			}
 			exec("ROLLBACK", ignore, sizeof(ignore));
 			stats.commit_failures++;
 			ok = 0;
-		} else
+		} else {
+			if (failing)
+				sb_notice("store: commits work again (after %u failed)", failing);
+			failing = 0;
 			stats.commits++;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		stats.last_commit_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000u +
 		    (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000u;
+		urgent = 0;
 		in_txn = 0;
+		if (after_fn)
+			after_fn(after_ud, ok);
 	}
 	run_waiters(ok);
 	return ok ? 0 : -1;
+}
+
+void
+sb_store_after_commit(sb_store_done_fn *fn, void *ud)
+{
+	after_fn = fn;
+	after_ud = ud;
 }
 
 void

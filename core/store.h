@@ -42,6 +42,15 @@ int  sb_store_commit(void);
  * runs after the next commit (this loop turn).  Callbacks may write. */
 typedef void sb_store_done_fn(void *ud, int ok);
 void sb_store_when_committed(sb_store_done_fn *, void *ud);
+/* fn(ud, ok) after every commit of a transaction (one owner; NULL: none):
+ * a module whose writes must not be lost (the spool's deletions) redoes
+ * them after a failed commit. */
+void sb_store_after_commit(sb_store_done_fn *, void *ud);
+/* The writes made so far are a promise (an accepted event): commit them
+ * before the loop sleeps even if nobody waits.  has_urgent: such writes
+ * are not yet committed (a command's final answer then waits for it). */
+void sb_store_urgent(void);
+int  sb_store_has_urgent(void);
 
 /* Counters for /metrics and "core show store". */
 struct sb_store_stats {

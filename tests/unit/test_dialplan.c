@@ -1160,7 +1160,9 @@ test_reload_replaces_timers(void **state)
 	assert_int_equal(sends_other, 0);
 
 	expect("test:admin", "dialplan reload", "dialplan reloaded (6 script files)", DONE);
-	assert_int_equal(number("ticks"), 0);
+	/* From scratch again (the 20 ms ticker may have run once while the
+	 * answer waited for the store's commit of its notifications). */
+	assert_true(number("ticks") <= 1);
 }
 
 /* A retired state's timers stop at once, even while a command keeps the
