@@ -850,6 +850,14 @@ reply_result(struct xlink *l, xmpp_stanza_t *st, xmpp_stanza_t *child)
 	xmpp_stanza_t *r = xmpp_stanza_reply(st);
 	const char *to = xmpp_stanza_get_to(st);
 
+	/* libstrophe makes no reply to a stanza without a 'from' (one from
+	 * our own server, RFC 6120 8.1.2.1): answer nothing rather than
+	 * crash (found by tests/fuzz/fuzz_xmpp.c). */
+	if (r == NULL) {
+		if (child)
+			xmpp_stanza_release(child);
+		return;
+	}
 	xmpp_stanza_set_type(r, "result");
 	if (l->component && to)
 		xmpp_stanza_set_from(r, to);
@@ -1431,7 +1439,13 @@ xl_thread_main(void *arg)
 			}
 		}
 		drain(l);
+		/* xmpp_run_once() first sends what is queued, then reads; what
+		 * the reading queues (the next step of a handshake, an answer)
+		 * waits for the next call: make it now, not after a poll
+		 * timeout (that cost ~50 ms a connect). */
 		xmpp_run_once(l->ctx, 0);
+		xmpp_run_once(l->ctx, 0);
+		p[1].fd = l->sock;	/* do_connect() above may just have made it */
 		if (poll(p, l->sock >= 0 ? 2 : 1, timeout) > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
 			 * shows: a few extra turns drain them. */
