@@ -55,7 +55,9 @@ struct sim {
 	enum sb_power power;
 	int     failed;
 	struct sb_inventory inv;
-	struct sb_hal_event log[SIM_LOG_SIZE];	/* a ring */
+	/* A ring of SIM_LOG_SIZE, allocated with the first event: 46 kB
+	 * that most nodes never use, and a gateway may hold 10,000 nodes. */
+	struct sb_hal_event *log;
 	size_t  log_next;	/* the slot the next event goes to */
 	size_t  log_count;
 };
@@ -143,6 +145,7 @@ sim_free(struct sim *sim)
 	if (sim == NULL)
 		return;
 	free(sim->sensors);
+	free(sim->log);
 	free(sim);
 }
 
@@ -151,9 +154,12 @@ sim_free(struct sim *sim)
 static void __attribute__((format(printf, 3, 4)))
 log_event(struct sim *sim, enum sb_event_severity sev, const char *fmt, ...)
 {
-	struct sb_hal_event *ev = &sim->log[sim->log_next];
+	struct sb_hal_event *ev;
 	va_list ap;
 
+	if (sim->log == NULL)
+		sim->log = sb_calloc(SIM_LOG_SIZE, sizeof(*sim->log));
+	ev = &sim->log[sim->log_next];
 	ev->when = time(NULL);
 	ev->severity = sev;
 	va_start(ap, fmt);

@@ -483,24 +483,17 @@ def test_component_long_reply_respects_max_message():
 
 
 @evidence
-def test_component_reply_latency_no_timer_tick():
-    """No reply waits for a timer tick: a command's round trip through
-    prosody and the daemon takes a few milliseconds; a pump on a timer
-    adds half its period on average.  The median of 20 must stay under
-    25 ms."""
+def test_component_replies_one_after_another():
+    """Twenty commands in a row, each answered before the next is sent.
+    How fast is the benchmark's to say (make bench: reply latency against
+    an echo baseline on the same prosody, doc/performance.md); no test
+    asserts a timing."""
     f = Farm()
     f.wait_polled()
     a = f.op("admin")
-    ask(a, node_jid("mail"), "whoami")          # warm up
-    times = []
     for _ in range(20):
-        t0 = time.monotonic()
-        ask(a, node_jid("mail"), "whoami")
-        times.append(time.monotonic() - t0)
-    times.sort()
-    median = times[len(times) // 2]
-    assert median < 0.025, "median round trip %.1f ms: %s" % (
-        median * 1000, ["%.1f" % (t * 1000) for t in times])
+        m = ask(a, node_jid("mail"), "whoami")
+        assert "admin" in m["body"], m["body"]
 
 
 @evidence
