@@ -300,9 +300,14 @@ on_state(struct sb_node *n, enum sb_state old, void *ud)
 		ev.resolved = 1;
 		break;
 	}
+	snprintf(key, sizeof(key), "state/%s", n->name);
+	/* A node's first answer saying all is well is not news (10,000
+	 * gateway nodes starting would make 10,000 events), unless it ends
+	 * a problem still open from before a restart. */
+	if (old == SB_ST_UNKNOWN && n->state == SB_ST_OK && !sb_notify_is_open(key))
+		return;
 	snprintf(text, sizeof(text), "%s: %s -> %s: %s", n->name, sb_state_name(old),
 	    sb_state_name(n->state), n->reason);
-	snprintf(key, sizeof(key), "state/%s", n->name);
 	ev.text = text;
 	ev.key = key;
 	sb_event_submit(&ev, NULL, NULL);

@@ -284,6 +284,12 @@ open_find_id(int64_t id)
 	return NULL;
 }
 
+int
+sb_notify_is_open(const char *key)
+{
+	return open_find(key) != NULL;
+}
+
 static void
 open_add(struct event *e)
 {

@@ -316,3 +316,25 @@ def test_repeat_every_until_ack():
     assert "already acknowledged" in out, out
     rc, out = d.x("ack E999999")
     assert rc != 0 and "not an open event" in out, out
+
+
+def test_first_ok_is_no_news_unless_it_ends_an_open_event():
+    d = Daemon(conf_text=demo_conf()).start()
+    for n in ("ftp", "web", "mail", "db"):
+        d.wait_state(n, "ok")
+    notice = r"console: notice \d+: \[E\d+\] (\w+): unknown -> ok"
+    d.ok("sim set web cpu_temp 95")
+    d.wait_state("web", "critical")
+    eid = wait_for(lambda: re.search(r"\[(E\d+)\] web: ok -> critical", d.logtext()),
+                   what="web's event").group(1)
+    assert not re.findall(notice, d.logtext()), "a first ok announced"
+    assert eid in d.ok("alerts")
+    # Restarted (the sim starts from its config: web is fine again).
+    assert d.stop() == 0
+    d.start()
+    for n in ("ftp", "web", "mail", "db"):
+        d.wait_state(n, "ok")
+    wait_for(lambda: re.search(r"\[E\d+\] web: unknown -> ok: .* \(resolves %s\)" % eid,
+                               d.logtext()), what="the resolution of %s" % eid)
+    assert re.findall(notice, d.logtext()) == ["web"], re.findall(notice, d.logtext())
+    assert d.ok("alerts").strip() == "no open events"
