@@ -196,7 +196,9 @@ sb_parse_duration(const char *s, long long *out)
 
 		errno = 0;
 		v = strtoll(s, &end, 10);
-		if (end == s || errno || v < 0)
+		/* Bounded before the multiplication, which would overflow
+		 * (found by tests/fuzz/fuzz_command.c). */
+		if (end == s || errno || v < 0 || v > 366LL * 86400)
 			return -1;
 		switch (*end) {
 		case 'd': v *= 86400; end++; break;

@@ -39,8 +39,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	if (dir[0] == '\0') {
 		sb_log_init("fuzz", getenv("FUZZ_VERBOSE") != NULL, 0);
-		snprintf(dir, sizeof(dir), "%s/sb-fuzz-conf-XXXXXX",
-		    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+		snprintf(dir, sizeof(dir), "%s/sb-fuzz-conf-XXXXXX", getenv("SB_FUZZ_TMP") ?
+		    getenv("SB_FUZZ_TMP") : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 		if (mkdtemp(dir) == NULL)
 			abort();
 		snprintf(path, sizeof(path), "%s/switchboard.conf", dir);

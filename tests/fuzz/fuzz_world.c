@@ -166,8 +166,8 @@ sb_fuzz_world_start(const char *extra)
 	find_scripts(scripts, sizeof(scripts));
 	/* tmpfs when there is one: the store commits each turn, and an fsync
 	 * on a disk would bound the fuzzer to a few dozen inputs a second. */
-	snprintf(dir, sizeof(dir), "%s/sb-fuzz-XXXXXX",
-	    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	snprintf(dir, sizeof(dir), "%s/sb-fuzz-XXXXXX", getenv("SB_FUZZ_TMP") ?
+	    getenv("SB_FUZZ_TMP") : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 	if (mkdtemp(dir) == NULL)
 		die("mkdtemp", "failed");
 	atexit(cleanup);
