@@ -275,6 +275,7 @@ test_parse_duration(void **state)
 	assert_int_equal(sb_parse_duration("-5m", &s), -1);
 	assert_int_equal(sb_parse_duration("400d", &s), -1);	/* over a year */
 	assert_int_equal(sb_parse_duration("99999999999999999999h", &s), -1);
+	assert_int_equal(sb_parse_duration("999999999999999d", &s), -1);	/* no overflow */
 }
 
 int
