@@ -182,14 +182,19 @@ pres_get(struct xlink *l, const char *node, int create)
 	return p;
 }
 
-static void
+/* Returns 0, or -1 when the list is full: a flood of probes (from a
+ * server that forges them) must not grow it without bound. */
+static int
 watcher_add(struct watcher_list *w, const char *bare)
 {
 	for (size_t i = 0; i < w->n; i++)
 		if (strcmp(w->jids[i], bare) == 0)
-			return;
+			return 0;
+	if (w->n >= SB_XMPP_MAX_WATCHERS)
+		return -1;
 	w->jids = sb_realloc(w->jids, (w->n + 1) * sizeof(char *));
 	w->jids[w->n++] = sb_strdup(bare);
+	return 0;
 }
 
 static void
@@ -818,7 +823,12 @@ on_presence(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 
 		/* A probe says the prober holds a subscription: it watches. */
 		if (p) {
-			watcher_add(&p->w, bare);
+			if (watcher_add(&p->w, bare) < 0 && !p->w.full_logged) {
+				sb_warnx("xmpp %s: node %s already has %d watchers; probes from "
+				    "more (%s) are answered but not remembered", l->chan, node,
+				    SB_XMPP_MAX_WATCHERS, bare);
+				p->w.full_logged = 1;
+			}
 			send_presence_to(l, p, bare);
 		} else {
 			char fromjid[512];
@@ -1365,7 +1375,7 @@ drain(struct xlink *l)
 				    pres_get(l, o->node, 0) : NULL;
 
 				if (p) {
-					watcher_add(&p->w, o->to);
+					(void)watcher_add(&p->w, o->to);
 					send_presence_to(l, p, o->to);
 				}
 			}

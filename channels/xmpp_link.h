@@ -74,9 +74,12 @@ struct room {
 	} *occupants;
 };
 
+#define SB_XMPP_MAX_WATCHERS 256	/* per node: probes from more are answered, not kept */
+
 struct watcher_list {
 	char  **jids;
 	size_t  n;
+	int     full_logged;
 };
 
 struct pres {
