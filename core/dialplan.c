@@ -93,6 +93,7 @@ struct run {
 	size_t  nevents;
 	struct sb_inventory inv;
 	struct sb_timer *resume;
+	int     orphan;	/* released at stop; the backend's answer frees it */
 };
 
 static struct dp *cur;
@@ -573,6 +574,10 @@ hal_done(struct sb_hal *hal, const struct sb_hal_result *res, void *ud)
 	struct run *r = ud;
 
 	(void)hal;
+	if (r->orphan) {	/* the daemon stopped while this waited */
+		free(r);
+		return;
+	}
 	r->status = res->status;
 	r->error = sb_strdup(res->error);
 	r->power = res->power;
@@ -773,8 +778,9 @@ run_new(struct dp *dp, struct sb_cmd *cmd)
 	return r;
 }
 
+/* Everything a run holds, but not the run itself. */
 static void
-run_free(struct run *r)
+run_release(struct run *r)
 {
 	lua_State *L = sb_lua_state(r->dp->lua);
 
@@ -801,6 +807,13 @@ run_free(struct run *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	dp_unref(r->dp);
+	r->dp = NULL;
+}
+
+static void
+run_free(struct run *r)
+{
+	run_release(r);
 	free(r);
 }
 
@@ -1527,13 +1540,28 @@ sb_dialplan_reload(char *err, size_t errlen)
 void
 sb_dialplan_stop(void)
 {
-	/* Commands still waiting for hardware end here. */
+	/* Commands still waiting for hardware end here.  A run whose request
+	 * a backend still holds is released but not freed: the backend
+	 * answers when its node is closed (sb_nodes_clear), and hal_done
+	 * frees it then. */
 	while (runs) {
-		if (runs->cmd) {
-			sb_cmd_done(runs->cmd, 0, "the daemon is stopping");
-			runs->cmd = NULL;
+		struct run *r = runs;
+
+		if (r->cmd) {
+			sb_cmd_done(r->cmd, 0, "the daemon is stopping");
+			r->cmd = NULL;
 		}
-		run_free(runs);
+		if (r->waiting && r->resume == NULL && r->node) {
+			struct sb_node *n = r->node;
+
+			/* The node last: dropping it may close its HAL, which
+			 * answers (and so frees r) at once. */
+			r->node = NULL;
+			r->orphan = 1;
+			run_release(r);
+			sb_node_unref(n);
+		} else
+			run_free(r);
 	}
 	dp_retire(cur);
 	cur = NULL;

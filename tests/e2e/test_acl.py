@@ -197,12 +197,15 @@ def test_rate_limit_50_commands_in_one_second():
     # The bucket refills in 5 s: a slower run would test something else.
     assert elapsed < 4.5, elapsed
     ran = [r for r in results if r[0] == 0]
-    assert len(ran) == 10 and results[:10] == ran, results[:12]
+    n = len(ran)
+    # The burst of 10, plus what the bucket refilled (2 a second) before
+    # it ran dry: a slow machine (the sanitizer build) may fit one or two.
+    assert 10 <= n <= 10 + int(2 * elapsed) + 1 and results[:n] == ran, results[:n + 2]
     assert all(out.startswith("xmpp:someone@example.org, role viewer") for _, out in ran), ran
-    notices = [out for rc, out in results[10:] if out]
-    assert len(notices) == 1 and results[10][1] == notices[0], results[10:13]
+    notices = [out for rc, out in results[n:] if out]
+    assert len(notices) == 1 and results[n][1] == notices[0], results[n:n + 3]
     assert re.match(r"^rate limit: 10 commands in 5 s; wait [1-5] s\n$", notices[0]), notices
-    assert all(rc == 1 for rc, _ in results[10:]), results[10:]
+    assert all(rc == 1 for rc, _ in results[n:]), results[n:]
     # Others are not held up; the console itself never is.
     rc, out = d.x("as %s whoami" % ONCALL)
     assert rc == 0, out
@@ -211,7 +214,7 @@ def test_rate_limit_50_commands_in_one_second():
     # Each refusal is in the audit log; one notice in the daemon's log.
     rows = audit_rows(d, "200")
     limited = [r for r in rows if r.endswith("-> rate-limited") or "-> rate-limited (" in r]
-    assert len(limited) == 40, rows
+    assert len(limited) == 50 - n, rows
     assert d.logtext().count("over the rate limit") == 1
     # Once the bucket is full again, commands run.
     sbtest.wait_for(lambda: d.x("as %s whoami" % VIEWER)[0] == 0, timeout=15,
