@@ -111,5 +111,9 @@ const struct sb_channel_driver *sb_channel_driver_at(size_t i);
 struct sb_channel *sb_channel_find(const char *name);
 size_t sb_channel_count(void);
 struct sb_channel *sb_channel_at(size_t i);
+/* The instance a destination "channel:address" names ("console",
+ * "xmpp:oncall@example.org"; a driver's name stands for its first
+ * instance), or NULL; *addr is the address part or NULL. */
+struct sb_channel *sb_channel_for_dest(const char *dest, const char **addr);
 
 #endif

@@ -56,6 +56,24 @@ sb_channel_at(size_t i)
 	return i < nchans ? chans[i] : NULL;
 }
 
+struct sb_channel *
+sb_channel_for_dest(const char *dest, const char **addr)
+{
+	const char *colon = strchr(dest, ':');
+	size_t len = colon ? (size_t)(colon - dest) : strlen(dest);
+
+	*addr = colon && colon[1] ? colon + 1 : NULL;
+	for (size_t i = 0; i < nchans; i++)
+		if (strlen(chans[i]->name) == len && strncmp(chans[i]->name, dest, len) == 0)
+			return chans[i];
+	/* a driver's name stands for its first instance: "xmpp:ops@example.org" */
+	for (size_t i = 0; i < nchans; i++)
+		if (strlen(chans[i]->drv->name) == len &&
+		    strncmp(chans[i]->drv->name, dest, len) == 0)
+			return chans[i];
+	return NULL;
+}
+
 int
 sb_channel_register(struct sb_channel *ch)
 {
@@ -320,36 +338,15 @@ sb_core_event(const char *source, const char *node, const char *severity,
 	struct sb_event_in ev = { .source = source, .node = node, .severity = severity,
 	    .text = text };
 
-	if (sb_event_submit(&ev, NULL, NULL) < 0)
-		sb_deliver("console", text);
+	struct sb_channel *con;
+	const char *addr;
+
+	if (sb_event_submit(&ev, NULL, NULL) < 0 &&
+	    (con = sb_channel_for_dest("console", &addr)) != NULL && con->started &&
+	    con->drv->send != NULL)
+		con->drv->send(con, addr, text);
 }
 
-int
-sb_deliver(const char *dest, const char *text)
-{
-	const char *colon = strchr(dest, ':');
-	size_t len = colon ? (size_t)(colon - dest) : strlen(dest);
-	char name[64];
-	struct sb_channel *ch;
-
-	if (len >= sizeof(name)) {
-		sb_warnx("bad destination \"%s\"", dest);
-		return -1;
-	}
-	memcpy(name, dest, len);
-	name[len] = '\0';
-	if ((ch = sb_channel_find(name)) == NULL) {
-		/* Also accept a driver name: "xmpp:..." when one xmpp channel. */
-		for (size_t i = 0; i < nchans && !ch; i++)
-			if (strcmp(chans[i]->drv->name, name) == 0)
-				ch = chans[i];
-	}
-	if (ch == NULL || !ch->started || ch->drv->send == NULL) {
-		sb_debug("no channel up for destination \"%s\"", dest);
-		return -1;
-	}
-	return ch->drv->send(ch, colon && colon[1] ? colon + 1 : NULL, text);
-}
 
 /* ---- life cycle ---- */
 

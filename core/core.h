@@ -49,11 +49,6 @@ void sb_core_shutdown(void);		/* stop channels, free everything */
 int  sb_channel_register(struct sb_channel *);
 void sb_channel_unregister(struct sb_channel *);
 
-/*
- * Notifications (the router arrives with the dialplan): deliver text to a
- * destination "channel:address" ("xmpp:oncall@example.org", "console").
- */
-int  sb_deliver(const char *dest, const char *text);
 /* An event (notify.h's sb_event_submit without a completion callback); if
  * the store cannot take it, the text goes to the console at least. */
 void sb_core_event(const char *source, const char *node, const char *severity,

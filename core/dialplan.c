@@ -301,13 +301,6 @@ l_reply(lua_State *L)
 }
 
 static int
-l_deliver(lua_State *L)
-{
-	lua_pushboolean(L, sb_deliver(luaL_checkstring(L, 1), luaL_checkstring(L, 2)) == 0);
-	return 1;
-}
-
-static int
 l_log(lua_State *L)
 {
 	const char *lvl = luaL_checkstring(L, 1);
@@ -1313,7 +1306,7 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	static const luaL_Reg prims[] = {
 		{ "level", l_level }, { "resolve", l_resolve }, { "nodes", l_nodes },
 		{ "node", l_node }, { "in_group", l_in_group }, { "glob", l_glob },
-		{ "reply", l_reply }, { "deliver", l_deliver }, { "notify", l_notify }, { "log", l_log },
+		{ "reply", l_reply }, { "notify", l_notify }, { "log", l_log },
 		{ "random_code", l_random_code }, { "builtins", l_builtins },
 		{ "acl_check", l_acl_check },
 		{ "hooks", l_hooks }, { "hal", l_hal }, { "timer", l_timer },

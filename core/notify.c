@@ -726,29 +726,6 @@ group_flush(struct dest *d)
 
 /* ---- delivery ---- */
 
-static struct sb_channel *
-dest_channel(const char *dest, const char **addr, int *exists)
-{
-	const char *colon = strchr(dest, ':');
-	size_t len = colon ? (size_t)(colon - dest) : strlen(dest);
-	struct sb_channel *ch = NULL;
-
-	*addr = colon && colon[1] ? colon + 1 : NULL;
-	for (size_t i = 0; i < sb_channel_count() && !ch; i++) {
-		struct sb_channel *c = sb_channel_at(i);
-
-		if (strlen(c->name) == len && strncmp(c->name, dest, len) == 0)
-			ch = c;
-	}
-	for (size_t i = 0; i < sb_channel_count() && !ch; i++) {
-		struct sb_channel *c = sb_channel_at(i);
-
-		if (strlen(c->drv->name) == len && strncmp(c->drv->name, dest, len) == 0)
-			ch = c;
-	}
-	*exists = ch != NULL;
-	return ch;
-}
 
 static void
 dest_backoff(struct dest *d)
@@ -779,8 +756,7 @@ msg_result(struct msg *m, int result)
 		d->warned = 0;
 		{
 			const char *addr;
-			int exists;
-			struct sb_channel *ch = dest_channel(d->name, &addr, &exists);
+			struct sb_channel *ch = sb_channel_for_dest(d->name, &addr);
 
 			if (ch)
 				ch->msgs_out++;
@@ -807,7 +783,6 @@ dest_pump(struct dest *d)
 	uint64_t now = sb_now_ms();
 	struct sb_channel *ch;
 	const char *addr;
-	int exists;
 	struct msg *m, *next;
 
 	if (!started || d->next_try_ms > now) {
@@ -831,8 +806,8 @@ dest_pump(struct dest *d)
 		}
 		if (d->inflight >= MAX_INFLIGHT || d->next_try_ms > now)
 			break;
-		ch = dest_channel(d->name, &addr, &exists);
-		if (!exists) {
+		ch = sb_channel_for_dest(d->name, &addr);
+		if (ch == NULL) {
 			sb_warnx("notification %llu dropped: no channel for destination \"%s\"",
 			    (unsigned long long)m->id, d->name);
 			st.failed++;
@@ -937,8 +912,7 @@ sb_notify_kick(const char *channel)
 {
 	for (struct dest *d = dests; d; d = d->next) {
 		const char *addr;
-		int exists;
-		struct sb_channel *ch = dest_channel(d->name, &addr, &exists);
+		struct sb_channel *ch = sb_channel_for_dest(d->name, &addr);
 
 		if (channel == NULL || (ch && strcmp(ch->name, channel) == 0)) {
 			d->next_try_ms = 0;
