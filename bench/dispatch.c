@@ -10,28 +10,23 @@
  * usage: dispatch SCRIPTS_DIR SECONDS [BATCH]
  * Prints one JSON line: commands, seconds, per_s, commits.
  */
-#include <ftw.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "acl.h"
 #include "channel.h"
-#include "conf.h"
 #include "core.h"
 #include "dialplan.h"
 #include "dispatch.h"
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
-#include "node.h"
-#include "notify.h"
 #include "store.h"
+#include "world.h"
 
 #define NIDS	64	/* senders, each with its own rate-limit bucket */
 
@@ -87,17 +82,6 @@ static const char conf_fmt[] =
 	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 45.0; } ); }; }\n"
 	");\n";
 
-static char dir[PATH_MAX];
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static double
 now(void)
 {
@@ -111,8 +95,7 @@ static void
 die(const char *what, const char *err)
 {
 	fprintf(stderr, "dispatch: %s: %s\n", what, err);
-	if (dir[0])
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sb_world_stop();
 	exit(1);
 }
 
@@ -120,13 +103,11 @@ int
 main(int argc, char **argv)
 {
 	static const char *nodes[] = { "ftp", "web", "mail", "db" };
-	char path[PATH_MAX + 32], err[1024] = "", ids[NIDS][32];
+	char conf[sizeof(conf_fmt) + PATH_MAX], err[1024] = "", ids[NIDS][32];
 	struct sb_store_stats st0, st1;
-	struct sb_config *conf;
 	double seconds, t0, t;
 	uint64_t sent = 0;
 	int batch;
-	FILE *f;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: dispatch SCRIPTS_DIR SECONDS [BATCH]\n");
@@ -136,31 +117,13 @@ main(int argc, char **argv)
 	batch = argc > 3 ? atoi(argv[3]) : 32;
 	sb_log_init("bench", 1, 0);
 	sb_log_set_level(SB_LOG_WARNING);
-	snprintf(dir, sizeof(dir), "/tmp/sb-bench-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	/* The store on the disk /tmp is on, as the daemon's state folder. */
+	if (sb_world_dir_new("/tmp", "sb-bench") == NULL)
 		die("mkdtemp", "failed");
-	snprintf(path, sizeof(path), "%s/switchboard.conf", dir);
-	if ((f = fopen(path, "w")) == NULL)
-		die(path, "cannot write");
-	fprintf(f, conf_fmt, argv[1]);
-	fclose(f);
-
-	sb_core.loop = sb_loop_new();
-	if ((conf = sb_conf_load(path, err, sizeof(err))) == NULL)
-		die("config", err);
-	sb_core.conf = conf;
-	if (sb_acl_configure(conf, err, sizeof(err)) < 0)	/* roles, rules, rate limit */
-		die("acl", err);
-	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, sizeof(err)) < 0)
-		die("nodes", err);
-	if (sb_channel_register(&bench_chan) < 0)
-		die("channel", "cannot register");
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, sizeof(err)) < 0 ||
-	    sb_notify_start(dir, err, sizeof(err)) < 0)
-		die("store", err);
-	if (sb_dialplan_start(err, sizeof(err)) < 0)
-		die("dialplan", err);
-	sb_notify_go();
+	snprintf(conf, sizeof(conf), conf_fmt, argv[1]);
+	if (sb_world_start(conf, (struct sb_channel *[]){ &bench_chan }, 1, err,
+	    sizeof(err)) < 0)
+		die("start", err);
 	for (int i = 0; i < NIDS; i++)
 		snprintf(ids[i], sizeof(ids[i]), "bench:op%02d", i);
 
@@ -189,13 +152,6 @@ main(int argc, char **argv)
 	    (unsigned long long)ndone, (unsigned long long)nbad, t - t0, ndone / (t - t0), batch,
 	    (unsigned long long)(st1.commits - st0.commits));
 
-	sb_dialplan_stop();
-	sb_notify_stop();
-	sb_channel_unregister(&bench_chan);
-	sb_nodes_clear();
-	sb_acl_clear();
-	sb_conf_free(sb_core.conf);
-	sb_loop_free(sb_core.loop);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sb_world_stop();
 	return nbad != 0 || ndone != sent;
 }

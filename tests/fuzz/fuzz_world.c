@@ -1,30 +1,22 @@
 /*
  * fuzz_world.c: the running switchboard the dispatching harnesses share
- * (fuzz_world.h).  It is set up as tests/unit/test_dialplan.c sets up its
- * own, but with the shipped scripts (scripts/) rather than test scripts,
- * so a fuzzed line meets the commands an operator really has.
+ * (fuzz_world.h): tests/lib/world.c's, with the shipped scripts (scripts/)
+ * rather than test scripts, so a fuzzed line meets the commands an
+ * operator really has.
  */
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "acl.h"
 #include "channel.h"
-#include "conf.h"
 #include "core.h"
-#include "dialplan.h"
-#include "dispatch.h"
 #include "log.h"
 #include "loop.h"
-#include "msg.h"
-#include "node.h"
-#include "notify.h"
 
 #include "fuzz_world.h"
+#include "world.h"
 
 unsigned long sb_fuzz_replies, sb_fuzz_done;
 
@@ -63,7 +55,7 @@ struct sb_channel sb_fuzz_chan = {
 	.context = ctx_default, .group_context = ctx_default, .started = 1,
 };
 
-static char dir[64], conf_path[PATH_MAX];
+static char conf_path[PATH_MAX];
 static int started;
 
 static const char conf_fmt[] =
@@ -105,43 +97,10 @@ static const char conf_fmt[] =
 	");\n"
 	"%s\n";
 
-/* The source tree: this binary is BUILD/tests/fuzz/NAME. */
-static void
-find_scripts(char *out, size_t len)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n > 0) {
-		exe[n] = '\0';
-		for (int up = 0; up < 4; up++) {
-			char *slash = strrchr(exe, '/');
-
-			if (slash)
-				*slash = '\0';
-		}
-		snprintf(out, len, "%s/scripts", exe);
-		if (access(out, R_OK) == 0)
-			return;
-	}
-	if (realpath("scripts", out) == NULL)
-		snprintf(out, len, "scripts");
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 cleanup(void)
 {
-	if (dir[0])
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sb_world_stop();
 }
 
 static void
@@ -154,46 +113,28 @@ die(const char *what, const char *err)
 void
 sb_fuzz_world_start(const char *extra)
 {
-	char scripts[PATH_MAX], err[1024] = "";
-	struct sb_config *conf;
-	FILE *f;
+	char scripts[PATH_MAX], err[1024] = "", *text;
+	const char *dir, *tmp = getenv("SB_FUZZ_TMP");
 
 	if (started)
 		return;
 	started = 1;
 	sb_log_init("fuzz", getenv("FUZZ_VERBOSE") != NULL, 0);
 	sb_log_set_level(getenv("FUZZ_VERBOSE") ? SB_LOG_DEBUG : SB_LOG_ERR);
-	find_scripts(scripts, sizeof(scripts));
+	sb_world_source("scripts", scripts, sizeof(scripts));
 	/* tmpfs when there is one: the store commits each turn, and an fsync
 	 * on a disk would bound the fuzzer to a few dozen inputs a second. */
-	snprintf(dir, sizeof(dir), "%s/sb-fuzz-XXXXXX", getenv("SB_FUZZ_TMP") ?
-	    getenv("SB_FUZZ_TMP") : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if ((dir = sb_world_dir_new(tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" :
+	    "/tmp", "sb-fuzz")) == NULL)
 		die("mkdtemp", "failed");
 	atexit(cleanup);
 	snprintf(conf_path, sizeof(conf_path), "%s/switchboard.conf", dir);
-	if ((f = fopen(conf_path, "w")) == NULL)
-		die(conf_path, "cannot write");
-	fprintf(f, conf_fmt, scripts, extra ? extra : "");
-	fclose(f);
-	sb_core.loop = sb_loop_new();
-	sb_core.state_dir = dir;
-	if ((conf = sb_conf_load(conf_path, err, sizeof(err))) == NULL)
-		die("config", err);
-	sb_core.conf = conf;
-	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles,
-	    err, sizeof(err)) < 0)
-		die("acl", err);
-	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, sizeof(err)) < 0)
-		die("nodes", err);
-	if (sb_channel_register(&sb_fuzz_chan) < 0)
-		die("channel", "name taken");
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, sizeof(err)) < 0 ||
-	    sb_notify_start(dir, err, sizeof(err)) < 0)
-		die("notify", err);
-	if (sb_dialplan_start(err, sizeof(err)) < 0)
-		die("dialplan", err);
-	sb_notify_go();
+	if (asprintf(&text, conf_fmt, scripts, extra ? extra : "") < 0)
+		die("config", "out of memory");
+	if (sb_world_start(text, (struct sb_channel *[]){ &sb_fuzz_chan }, 1, err,
+	    sizeof(err)) < 0)
+		die("start", err);
+	free(text);
 }
 
 const char *

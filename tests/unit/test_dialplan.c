@@ -10,7 +10,6 @@
  * send() record what they get, and the loop runs until the command ends.
  * The sandbox's own limits are tested in test_script.c, not here.
  */
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +35,7 @@
 #include "msg.h"
 #include "node.h"
 #include "notify.h"
+#include "world.h"
 
 #define FAILED (SB_REPLY_DONE | SB_REPLY_FAIL)
 #define DONE   SB_REPLY_DONE
@@ -225,7 +225,7 @@ replies_clear(void)
 
 /* ---- the fixture ---------------------------------------------------------- */
 
-static char dir[64], scripts[128];
+static char scripts[128];
 
 static void
 write_file(const char *name, const char *text)
@@ -249,30 +249,16 @@ write_ticker(char gen)
 	write_file("d_ticker.lua", text);
 }
 
-/* The shipped policy, found from this binary's place: build/tests/unit/. */
+/* The shipped policy, from the source tree. */
 static char *
 read_shipped_policy(void)
 {
-	char exe[PATH_MAX], path[PATH_MAX + 32];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	FILE *f = NULL;
-	char *buf;
+	char path[PATH_MAX], *buf;
 	size_t len;
+	FILE *f;
 
-	if (n > 0) {
-		exe[n] = '\0';
-		for (int up = 0; up < 4; up++) {
-			char *slash = strrchr(exe, '/');
-
-			if (slash)
-				*slash = '\0';
-		}
-		snprintf(path, sizeof(path), "%s/scripts/policy.lua", exe);
-		f = fopen(path, "r");
-	}
-	if (f == NULL)
-		f = fopen("scripts/policy.lua", "r");
-	if (f == NULL)
+	if (sb_world_source("scripts/policy.lua", path, sizeof(path)) < 0 ||
+	    (f = fopen(path, "r")) == NULL)
 		return NULL;
 	buf = calloc(1, 1 << 16);
 	len = fread(buf, 1, (1 << 16) - 1, f);
@@ -307,6 +293,7 @@ static const char conf_fmt[] =
 	"  { match = \"test:admin\";  role = \"admin\"; }\n"
 	");\n"
 	"roles = ( { name = \"oncall\"; inherits = \"operator\"; } );\n"
+	"rate_limit = { burst = 0; };\n"	/* test_acl.c tests it */
 	"notify = { group_wait = 0.0; };\n"
 	"nodes = (\n"
 	"  { name = \"web\"; groups = [ \"rack1\", \"frontend\" ];\n"
@@ -329,15 +316,13 @@ static const char conf_fmt[] =
 static int
 start(int confirm_timeout)
 {
-	char path[PATH_MAX], err[1024] = "", *policy;
-	struct sb_config *conf;
-	FILE *f;
+	char conf[sizeof(conf_fmt) + PATH_MAX], err[1024] = "", *policy;
+	const char *dir;
 
-	snprintf(dir, sizeof(dir), "/tmp/sb-dialplan-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if ((dir = sb_world_dir_new(NULL, "sb-dialplan")) == NULL)
 		return -1;
-	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
-	if (mkdir(scripts, 0700) < 0)
+	if ((size_t)snprintf(scripts, sizeof(scripts), "%s/scripts", dir) >= sizeof(scripts) ||
+	    mkdir(scripts, 0700) < 0)
 		return -1;
 	if ((policy = read_shipped_policy()) == NULL) {
 		fprintf(stderr, "setup: cannot find scripts/policy.lua\n");
@@ -350,38 +335,17 @@ start(int confirm_timeout)
 	write_file("policy.lua", policy);
 	free(policy);
 
-	snprintf(path, sizeof(path), "%s/switchboard.conf", dir);
-	if ((f = fopen(path, "w")) == NULL)
-		return -1;
-	fprintf(f, conf_fmt, scripts, confirm_timeout);
-	fclose(f);
-
-	sb_core.loop = sb_loop_new();
-	if ((conf = sb_conf_load(path, err, sizeof(err))) == NULL)
-		goto fail;
-	sb_core.conf = conf;
-	if (sb_acl_apply(conf->path, conf->acl, conf->nacl, conf->roles, conf->nroles,
-	    err, sizeof(err)) < 0)
-		goto fail;
-	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, sizeof(err)) < 0)
-		goto fail;
-	if (sb_channel_register(&test_chan) < 0 || sb_channel_register(&ops_chan) < 0) {
-		snprintf(err, sizeof(err), "channel names taken");
-		goto fail;
-	}
 	/* Notifications go through the store and the spool, as in the daemon. */
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, sizeof(err)) < 0 ||
-	    sb_notify_start(dir, err, sizeof(err)) < 0)
-		goto fail;
-	if (sb_dialplan_start(err, sizeof(err)) < 0)
-		goto fail;
-	sb_notify_go();
+	snprintf(conf, sizeof(conf), conf_fmt, scripts, confirm_timeout);
+	if (sb_world_start(conf, (struct sb_channel *[]){ &test_chan, &ops_chan }, 2, err,
+	    sizeof(err)) < 0) {
+		fprintf(stderr, "setup: %s\n", err);
+		sb_world_stop();
+		return -1;
+	}
 	ticks_a = ticks_b = sends_other = 0;
 	ndone = 0;
 	return 0;
-fail:
-	fprintf(stderr, "setup: %s\n", err);
-	return -1;
 }
 
 static int
@@ -399,32 +363,11 @@ setup_short_confirm(void **state)
 }
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 teardown(void **state)
 {
 	(void)state;
-	sb_dialplan_stop();
-	sb_notify_stop();
-	sb_channel_unregister(&test_chan);
-	sb_channel_unregister(&ops_chan);
-	sb_nodes_clear();
-	sb_acl_clear();
-	sb_conf_free(sb_core.conf);
-	sb_core.conf = NULL;
-	sb_loop_free(sb_core.loop);
-	sb_core.loop = NULL;
+	sb_world_stop();
 	replies_clear();
-	if (dir[0])
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	dir[0] = '\0';
 	return 0;
 }
 
