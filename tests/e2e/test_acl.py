@@ -23,7 +23,7 @@ rules = (
   { command = "power"; node = "db*"; role = "admin"; },
   { command = "*"; channel = "irc"; room = "#lobby"; role = "admin"; }
 );
-rate_limit = { rate = 2.0; burst = 10; };
+rate_limit = { rate = 1.0; burst = 10; };
 """
 
 
@@ -189,22 +189,22 @@ def test_audit_shows_each_run_and_refusal():
     assert len(audit_rows(d2, "100")) >= 8
 
 
-def test_rate_limit_50_commands_in_one_second():
+def test_rate_limit_burst_then_one_notice():
+    # 50 commands back to back (a second or two; the bucket takes 10 s to
+    # refill, so every refusal comes before it is full again).
     d = start()
     t0 = time.monotonic()
     results = [d.x("as %s whoami" % VIEWER) for _ in range(50)]
     elapsed = time.monotonic() - t0
-    # The bucket refills in 5 s: a slower run would test something else.
-    assert elapsed < 4.5, elapsed
     ran = [r for r in results if r[0] == 0]
     n = len(ran)
-    # The burst of 10, plus what the bucket refilled (2 a second) before
-    # it ran dry: a slow machine (the sanitizer build) may fit one or two.
-    assert 10 <= n <= 10 + int(2 * elapsed) + 1 and results[:n] == ran, results[:n + 2]
+    # The burst of 10, plus what the bucket refilled (1 a second) before it
+    # ran dry: a slow machine (the sanitizer build) may fit one or two.
+    assert 10 <= n <= 10 + int(elapsed) + 1 and results[:n] == ran, (elapsed, results[:n + 2])
     assert all(out.startswith("xmpp:someone@example.org, role viewer") for _, out in ran), ran
     notices = [out for rc, out in results[n:] if out]
     assert len(notices) == 1 and results[n][1] == notices[0], results[n:n + 3]
-    assert re.match(r"^rate limit: 10 commands in 5 s; wait [1-5] s\n$", notices[0]), notices
+    assert re.match(r"^rate limit: 10 commands in 10 s; wait ([1-9]|10) s\n$", notices[0]), notices
     assert all(rc == 1 for rc, _ in results[n:]), results[n:]
     # Others are not held up; the console itself never is.
     rc, out = d.x("as %s whoami" % ONCALL)
@@ -217,5 +217,5 @@ def test_rate_limit_50_commands_in_one_second():
     assert len(limited) == 50 - n, rows
     assert d.logtext().count("over the rate limit") == 1
     # Once the bucket is full again, commands run.
-    sbtest.wait_for(lambda: d.x("as %s whoami" % VIEWER)[0] == 0, timeout=15,
+    sbtest.wait_for(lambda: d.x("as %s whoami" % VIEWER)[0] == 0, timeout=30,
                     what="the bucket to refill")
