@@ -1405,6 +1405,41 @@ barrier_timeout(const struct xlink *l)
 	return (l->ping_timeout > 0 ? l->ping_timeout : 30) * 1000;
 }
 
+/*
+ * How long the thread may sleep: until its next deadline (a reconnect, a
+ * room's rejoin, a ping or its timeout, a barrier's timeout), at most
+ * IDLE_MS; eventfd writes (work from the core) and the socket wake it
+ * earlier.  While a connection is being made, libstrophe keeps its own
+ * timers (the connect timeout): CONNECTING_MS then.
+ */
+#define IDLE_MS		1000
+#define CONNECTING_MS	50
+
+static int
+next_wait(const struct xlink *l, uint64_t now)
+{
+	uint64_t at = now + IDLE_MS;
+
+#define SOONER(t) do { if ((t) < at) at = (t); } while (0)
+	if (!l->active) {
+		SOONER(l->next_connect);
+	} else if (!atomic_load(&l->connected)) {
+		return CONNECTING_MS;
+	} else {
+		for (size_t i = 0; i < l->nrooms; i++)
+			if (!l->rooms[i].joined && l->rooms[i].rejoin_at)
+				SOONER(l->rooms[i].rejoin_at);
+		if (l->barriers)
+			SOONER(l->barriers->sent + (uint64_t)barrier_timeout(l) + 1);
+		if (l->ping_interval > 0 && l->ping_sent)
+			SOONER(l->ping_sent + (uint64_t)l->ping_timeout * 1000 + 1);
+		else if (l->ping_interval > 0)
+			SOONER(l->last_ping + (uint64_t)l->ping_interval * 1000);
+	}
+#undef SOONER
+	return at > now ? (int)(at - now) : 0;
+}
+
 void *
 xl_thread_main(void *arg)
 {
@@ -1420,7 +1455,6 @@ xl_thread_main(void *arg)
 			{ .fd = l->sock, .events = POLLIN },
 		};
 		uint64_t now = now_ms();
-		int timeout = 50;
 
 		if (!l->active && now >= l->next_connect)
 			do_connect(l);
@@ -1456,11 +1490,15 @@ xl_thread_main(void *arg)
 		xmpp_run_once(l->ctx, 0);
 		xmpp_run_once(l->ctx, 0);
 		p[1].fd = l->sock;	/* do_connect() above may just have made it */
-		if (poll(p, l->sock >= 0 ? 2 : 1, timeout) > 0 && p[1].revents) {
+		/* What the socket could not take yet goes when it can. */
+		if (l->conn && xmpp_conn_send_queue_len(l->conn) > 0)
+			p[1].events |= POLLOUT;
+		if (poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms())) > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
-			 * shows: a few extra turns drain them. */
-			xmpp_run_once(l->ctx, 0);
-			xmpp_run_once(l->ctx, 0);
+			 * shows (libstrophe reads a record in several calls):
+			 * a few extra turns drain them. */
+			for (int i = 0; i < 4; i++)
+				xmpp_run_once(l->ctx, 0);
 		}
 	}
 	if (l->conn) {
