@@ -21,7 +21,7 @@
 struct sb_loop;
 struct sqlite3;
 
-#define SB_STORE_SCHEMA 1	/* the schema version this build writes */
+#define SB_STORE_SCHEMA 2	/* the schema version this build writes */
 
 /* Open (create, migrate) path; 0 or -1 with err.  loop may be NULL (unit
  * tests, tools): then only sb_store_commit() commits. */

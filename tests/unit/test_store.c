@@ -175,6 +175,38 @@ test_unwaited_writes_commit_lazily(void **state)
 	sb_loop_free(loop);
 }
 
+/* A store from schema version 1 (audit ids AUTOINCREMENT, an unused index)
+ * is migrated on open; its audit rows keep their ids and order. */
+static void
+test_version1_store_migrates_audit(void **state)
+{
+	sqlite3 *db;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+	    "  identity TEXT NOT NULL, role TEXT, channel TEXT, conv TEXT, kind TEXT,"
+	    "  line TEXT NOT NULL, node TEXT, outcome TEXT NOT NULL, detail TEXT);"
+	    "CREATE INDEX audit_node ON audit(node);"
+	    "INSERT INTO audit (id, time, identity, line, outcome) VALUES"
+	    "  (5, 1, 'a', 'status', 'ok'), (9, 2, 'b', 'sensors', 'ok'), (12, 3, 'c', 'x', 'fail');"
+	    "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(sb_store_open(path, NULL, err, sizeof(err)), 0);
+	assert_int_equal(count("PRAGMA user_version"), SB_STORE_SCHEMA);
+	assert_int_equal(count("SELECT count(*) FROM audit"), 3);
+	assert_int_equal(count("SELECT id FROM audit WHERE identity = 'c'"), 12);
+	assert_int_equal(count("SELECT count(*) FROM sqlite_master WHERE name = 'audit_node'"), 0);
+	assert_int_equal(count("SELECT count(*) FROM sqlite_sequence WHERE name = 'audit'"), 0);
+	assert_int_equal(sb_store_begin(), 0);
+	assert_int_equal(sqlite3_exec(sb_store_db(), "INSERT INTO audit (time, identity, line, "
+	    "outcome) VALUES (4, 'd', 'y', 'ok')", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(count("SELECT max(id) FROM audit"), 13);
+	sb_store_close();
+}
+
 static void
 test_newer_schema_refused_untouched(void **state)
 {
@@ -287,6 +319,7 @@ main(void)
 		T(test_grouped_commit_calls_back_after),
 		T(test_unwaited_writes_commit_lazily),
 		T(test_newer_schema_refused_untouched),
+		T(test_version1_store_migrates_audit),
 		T(test_not_a_database),
 		T(test_failed_commit_tells_waiters),
 		T(test_parse_duration),
