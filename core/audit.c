@@ -34,6 +34,15 @@ now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+static void
+bind(struct sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
 int
 sb_audit_add(const struct sb_audit_rec *r)
 {
@@ -46,16 +55,17 @@ sb_audit_add(const struct sb_audit_rec *r)
 	    "INSERT INTO audit (time, identity, role, channel, conv, kind, line, node, "
 	    "outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")) == NULL)
 		goto fail;
+	/* The record outlives the step (reset below): no copies. */
 	sqlite3_bind_int64(st, 1, r->time_ms ? r->time_ms : now_ms());
-	sb_store_bind_text(st, 2, r->identity ? r->identity : "?");
-	sb_store_bind_text(st, 3, r->role);
-	sb_store_bind_text(st, 4, r->channel);
-	sb_store_bind_text(st, 5, r->conv);
-	sb_store_bind_text(st, 6, r->kind);
-	sb_store_bind_text(st, 7, r->line ? r->line : "");
-	sb_store_bind_text(st, 8, r->node);
-	sb_store_bind_text(st, 9, r->outcome ? r->outcome : "?");
-	sb_store_bind_text(st, 10, r->detail);
+	bind(st, 2, r->identity ? r->identity : "?");
+	bind(st, 3, r->role);
+	bind(st, 4, r->channel);
+	bind(st, 5, r->conv);
+	bind(st, 6, r->kind);
+	bind(st, 7, r->line ? r->line : "");
+	bind(st, 8, r->node);
+	bind(st, 9, r->outcome ? r->outcome : "?");
+	bind(st, 10, r->detail);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
