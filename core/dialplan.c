@@ -54,6 +54,11 @@ struct dp {
 	int     ref_dispatch, ref_policy, ref_route, ref_begin, ref_commands, ref_presence;
 	int     ref_export, ref_import;	/* pending confirmations across a reload */
 	int     ref_runs;		/* registry: thread -> run */
+	/* Threads whose run returned normally, kept for the next runs (a
+	 * command would otherwise make a coroutine and leave it to the GC):
+	 * their registry refs. */
+	int     idle[8];
+	size_t  nidle;
 	struct dtimer *timers;
 	long    next_timer_id;
 	char    last_policy_err[256];
@@ -757,13 +762,20 @@ run_new(struct dp *dp, struct sb_cmd *cmd)
 	r->dp = dp;
 	dp->refs++;
 	r->cmd = cmd;
-	r->co = lua_newthread(L);
+	if (dp->nidle > 0) {
+		r->co_ref = dp->idle[--dp->nidle];
+		lua_rawgeti(L, LUA_REGISTRYINDEX, r->co_ref);
+		r->co = lua_tothread(L, -1);
+	} else {
+		r->co = lua_newthread(L);
+		lua_pushvalue(L, -1);
+		r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_runs);
 	lua_pushvalue(L, -2);
 	lua_pushlightuserdata(L, r);
 	lua_rawset(L, -3);
-	lua_pop(L, 1);
-	r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);	/* pops the thread */
+	lua_pop(L, 2);
 	r->next = runs;
 	if (runs)
 		runs->prev = r;
@@ -776,6 +788,7 @@ static void
 run_release(struct run *r)
 {
 	lua_State *L = sb_lua_state(r->dp->lua);
+	lua_Debug ar;
 
 	if (r->resume)
 		sb_loop_del_timer(sb_core.loop, r->resume);
@@ -784,7 +797,13 @@ run_release(struct run *r)
 	lua_pushnil(L);
 	lua_rawset(L, -3);
 	lua_pop(L, 1);
-	luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+	/* A thread that returned (not one that failed, waits, or is still
+	 * on its way out of a call: no frame left) is as good as new. */
+	if (lua_status(r->co) == LUA_OK && lua_gettop(r->co) == 0 &&
+	    !lua_getstack(r->co, 0, &ar) && r->dp->nidle < sizeof(r->dp->idle) / sizeof(r->dp->idle[0]))
+		r->dp->idle[r->dp->nidle++] = r->co_ref;
+	else
+		luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
 	if (r->timer) {
 		r->timer->busy = 0;
 		if (r->timer->t == NULL)

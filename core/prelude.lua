@@ -117,46 +117,50 @@ end
 -- Match argv against a pattern.  A <node> argument that is left out takes
 -- the implied node (the node the message was addressed to).  Returns the
 -- arguments, or nil.
-local function match(elems, argv, implied, misses)
-	local args, n = {}, #argv
-	local function m(ei, ti)
-		local e = elems[ei]
-		if not e then return ti > n end
-		if e.literal then
-			return argv[ti] ~= nil and slower(argv[ti]) == e.literal and m(ei + 1, ti + 1)
-		end
-		local tok = argv[ti]
-		if tok ~= nil then
-			local v
-			if e.type == "rest" then
-				args[e.name] = tconcat(argv, " ", ti, n)
-				return true
-			elseif e.type == "number" then
-				v = tonumber(tok)
-			elseif e.type == "word" then
-				v = tok
-			elseif e.type == "choice" then
-				v = e.choices[slower(tok)] and slower(tok) or nil
-			elseif e.type == "node" then
-				v = sb.resolve(tok)
-				if v == nil and misses then misses[#misses + 1] = tok end
-			end
-			if v ~= nil then
-				args[e.name] = v
-				if m(ei + 1, ti + 1) then return true end
-				args[e.name] = nil
-			end
-		end
-		if e.type == "node" and implied then
-			args[e.name] = { implied }
-			if m(ei + 1, ti) then return true end
-			args[e.name] = nil
-		elseif e.optional then
-			if m(ei + 1, ti) then return true end
-		end
-		return false
+local function match_from(elems, argv, n, implied, misses, args, ei, ti)
+	local e = elems[ei]
+	if not e then return ti > n end
+	if e.literal then
+		return argv[ti] ~= nil and slower(argv[ti]) == e.literal and
+			match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1)
 	end
-	if m(1, 1) then return args end
+	local tok = argv[ti]
+	if tok ~= nil then
+		local v
+		if e.type == "rest" then
+			args[e.name] = tconcat(argv, " ", ti, n)
+			return true
+		elseif e.type == "number" then
+			v = tonumber(tok)
+		elseif e.type == "word" then
+			v = tok
+		elseif e.type == "choice" then
+			v = e.choices[slower(tok)] and slower(tok) or nil
+		elseif e.type == "node" then
+			v = sb.resolve(tok)
+			if v == nil and misses then misses[#misses + 1] = tok end
+		end
+		if v ~= nil then
+			args[e.name] = v
+			if match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1) then
+				return true
+			end
+			args[e.name] = nil
+		end
+	end
+	if e.type == "node" and implied then
+		args[e.name] = { implied }
+		if match_from(elems, argv, n, implied, misses, args, ei + 1, ti) then return true end
+		args[e.name] = nil
+	elseif e.optional then
+		if match_from(elems, argv, n, implied, misses, args, ei + 1, ti) then return true end
+	end
+	return false
+end
+
+local function match(elems, argv, implied, misses)
+	local args = {}
+	if match_from(elems, argv, #argv, implied, misses, args, 1, 1) then return args end
 	return nil
 end
 
@@ -214,6 +218,7 @@ local function register(pat, spec, lvl)
 	end
 	c.name = tconcat(words, " ")	-- what rules' command globs see: "power" 
 	commands[#commands + 1] = c
+	by_verb = nil
 	return c
 end
 
@@ -545,8 +550,8 @@ api.node = sb.node
 
 -- commands(ctx): what help lists: { pattern, help, role, level, confirm }
 local function visible(c, context, seen)
-	seen = seen or {}
 	if c.contexts[context] then return true end
+	seen = seen or {}
 	seen[context] = true
 	for _, inc in ipairs(includes[context] or {}) do
 		if not seen[inc] and visible(c, inc, seen) then return true end
@@ -711,28 +716,49 @@ local function sweep()
 end
 
 -- The command a request names: c, args, nodes, role; or nil and why.
+-- Commands by their first word, most specific (most words) first: built
+-- on the first command after a registration.
+local by_verb
+
+local function verb_index()
+	if by_verb then return by_verb end
+	by_verb = {}
+	for _, c in ipairs(commands) do
+		local v = c.elems[1].literal
+		by_verb[v] = by_verb[v] or {}
+		by_verb[v][#by_verb[v] + 1] = c
+	end
+	for _, list in pairs(by_verb) do
+		tsort(list, function(a, b)
+			if a.nlit ~= b.nlit then return a.nlit > b.nlit end
+			return a.order < b.order
+		end)
+	end
+	return by_verb
+end
+
 resolve = function(req)
 	local argv = req.argv
-	local verb = slower(argv[1])
-	-- Candidates: visible in this context, most specific (most words) first.
-	local cands = {}
-	for _, c in ipairs(commands) do
-		if c.elems[1].literal == verb and visible(c, req.context) then
-			cands[#cands + 1] = c
-		end
-	end
-	if #cands == 0 then
-		return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
-	end
-	tsort(cands, function(a, b)
-		if a.nlit ~= b.nlit then return a.nlit > b.nlit end
-		return a.order < b.order
-	end)
+	-- Candidates: visible in this context, most specific first; the
+	-- first that matches wins.
+	local list = verb_index()[slower(argv[1])] or {}
 	local c, args
 	local misses = {}
-	for _, cand in ipairs(cands) do
-		args = match(cand.elems, argv, req.node, misses)
-		if args then c = cand break end
+	for _, cand in ipairs(list) do
+		if visible(cand, req.context) then
+			args = match(cand.elems, argv, req.node, misses)
+			if args then c = cand break end
+		end
+	end
+	local cands
+	if not c then
+		cands = {}
+		for _, cand in ipairs(list) do
+			if visible(cand, req.context) then cands[#cands + 1] = cand end
+		end
+		if #cands == 0 then
+			return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
+		end
 	end
 	if not c and #misses > 0 then
 		-- Had a word that named no node been a node, would the line fit?
