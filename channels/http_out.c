@@ -9,13 +9,22 @@
  * with curl_multi_socket_action().  Name resolution uses libcurl's own
  * resolver thread, so no call here blocks the loop.  One notification per
  * webhook is in flight at a time, which keeps them in order.
+ *
+ * libcurl is loaded (dlopen) by the first channel that has a webhook to
+ * send to, not linked: it and the libraries it pulls in (GnuTLS, Kerberos,
+ * LDAP, libssh2, ...) cost ~1.6 MB of resident memory and start-up time in
+ * every daemon, and most send nothing.  Its ABI is stable under the soname
+ * libcurl.so.4; the calls below go through the table `cu'.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <dlfcn.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -27,6 +36,97 @@
 #include "util.h"
 
 #define FD_CEILING 1024		/* select()-based libraries share the process */
+
+/* ---- libcurl, loaded on first use ---- */
+
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_cleanup)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} cu;
+
+/* curl.h wraps these in checking macros around the real calls */
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#undef curl_multi_setopt
+#define curl_global_init	cu.global_init
+#define curl_easy_init		cu.easy_init
+#define curl_easy_setopt	cu.easy_setopt
+#define curl_easy_getinfo	cu.easy_getinfo
+#define curl_easy_cleanup	cu.easy_cleanup
+#define curl_easy_strerror	cu.easy_strerror
+#define curl_multi_init		cu.multi_init
+#define curl_multi_setopt	cu.multi_setopt
+#define curl_multi_add_handle	cu.multi_add_handle
+#define curl_multi_remove_handle cu.multi_remove_handle
+#define curl_multi_socket_action cu.multi_socket_action
+#define curl_multi_info_read	cu.multi_info_read
+#define curl_multi_cleanup	cu.multi_cleanup
+#define curl_slist_append	cu.slist_append
+#define curl_slist_free_all	cu.slist_free_all
+
+/* 0 once libcurl is loaded and initialised; -1 (logged once) if it cannot
+ * be: every webhook then fails to start with that reason. */
+static int
+curl_load(const char *chan)
+{
+	static const char *const sonames[] = { "libcurl.so.4", "libcurl-gnutls.so.4" };
+	static const struct { const char *name; size_t off; } syms[] = {
+#define SYM(f, m) { "curl_" #f, offsetof(__typeof__(cu), m) }
+		SYM(global_init, global_init), SYM(easy_init, easy_init),
+		SYM(easy_setopt, easy_setopt), SYM(easy_getinfo, easy_getinfo),
+		SYM(easy_cleanup, easy_cleanup), SYM(easy_strerror, easy_strerror),
+		SYM(multi_init, multi_init), SYM(multi_setopt, multi_setopt),
+		SYM(multi_add_handle, multi_add_handle),
+		SYM(multi_remove_handle, multi_remove_handle),
+		SYM(multi_socket_action, multi_socket_action),
+		SYM(multi_info_read, multi_info_read), SYM(multi_cleanup, multi_cleanup),
+		SYM(slist_append, slist_append), SYM(slist_free_all, slist_free_all),
+#undef SYM
+	};
+	static int state;	/* 0 not tried, 1 ready, -1 failed */
+	void *lib = NULL;
+	const char *why = "";
+
+	if (state != 0)
+		return state > 0 ? 0 : -1;
+	state = -1;
+	for (size_t i = 0; i < SB_ARRAY_LEN(sonames) && lib == NULL; i++)
+		if ((lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL)) == NULL)
+			why = dlerror();
+	if (lib == NULL) {
+		sb_warnx("http %s: outgoing webhooks need libcurl: %s", chan, why);
+		return -1;
+	}
+	for (size_t i = 0; i < SB_ARRAY_LEN(syms); i++) {
+		void *f = dlsym(lib, syms[i].name);
+
+		if (f == NULL) {
+			sb_warnx("http %s: libcurl lacks %s", chan, syms[i].name);
+			dlclose(lib);
+			return -1;
+		}
+		memcpy((char *)&cu + syms[i].off, &f, sizeof(f));
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		sb_warnx("http %s: libcurl did not initialise", chan);
+		return -1;
+	}
+	state = 1;
+	return 0;	/* kept loaded for the process's life */
+}
 
 struct item {
 	struct item *next;
@@ -56,6 +156,7 @@ struct http_out {
 	struct hook *hooks;
 	size_t  n;
 	int     started;
+	int     broken;		/* libcurl could not be loaded */
 	http_out_result_fn *result;
 	void   *result_ud;
 };
@@ -407,11 +508,15 @@ http_out_new(const char *chan, struct http_webhook_conf *confs, size_t n)
 	o->chan = sb_strdup(chan);
 	o->n = n;
 	o->hooks = sb_calloc(n + 1, sizeof(*o->hooks));
+	if (n > 0 && curl_load(chan) < 0)
+		o->broken = 1;
 	for (size_t i = 0; i < n; i++) {
 		struct hook *h = &o->hooks[i];
 
 		h->o = o;
 		h->c = confs[i];
+		if (o->broken)
+			continue;
 		h->headers = curl_slist_append(NULL, "Content-Type: application/json");
 		if (h->c.bearer) {
 			char *line = sb_asprintf("Authorization: Bearer %s", h->c.bearer);
@@ -429,17 +534,10 @@ http_out_new(const char *chan, struct http_webhook_conf *confs, size_t n)
 int
 http_out_start(struct http_out *o, struct sb_loop *loop)
 {
-	static int curl_ready;
-
 	if (o->started || o->n == 0)
 		return 0;
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			sb_warnx("http %s: libcurl did not initialise", o->chan);
-			return -1;
-		}
-		curl_ready = 1;
-	}
+	if (o->broken)
+		return -1;	/* curl_load() said why */
 	o->loop = loop;
 	if ((o->multi = curl_multi_init()) == NULL)
 		return -1;
@@ -531,7 +629,8 @@ http_out_free(struct http_out *o)
 			    o->chan, h->c.name, h->n, h->n == 1 ? "" : "s");
 		while (h->head)
 			pop(h);
-		curl_slist_free_all(h->headers);
+		if (h->headers)
+			curl_slist_free_all(h->headers);
 		free(h->c.name);
 		free(h->c.url);
 		free(h->c.bearer);
