@@ -536,8 +536,13 @@ check_value(struct check *c, const config_setting_t *s, const struct sb_conf_key
 			return;
 		}
 		if ((b = sb_hal_backend_find(be)) == NULL) {
-			fail(c, config_setting_get_member(s, "backend"),
-			    "unknown HAL backend \"%s\"", be);
+			if (sb_hal_backend_error(be))
+				fail(c, config_setting_get_member(s, "backend"),
+				    "HAL backend \"%s\" cannot be loaded: %s", be,
+				    sb_hal_backend_error(be));
+			else
+				fail(c, config_setting_get_member(s, "backend"),
+				    "unknown HAL backend \"%s\"", be);
 			return;
 		}
 		check_group(c, s, k->sub, b->keys, name);

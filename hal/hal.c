@@ -15,37 +15,76 @@
 #include <string.h>
 
 #include "hal.h"
+#include "module.h"
 #include "util.h"
 
 /*
- * Every backend built into the daemon, in the order --dump-keys lists them.
- * A backend whose library is optional still gets a plain entry here: its
- * file compiles to a stub that refuses to open, so this table never needs
- * an #ifdef.
+ * Every backend, in the order --dump-keys lists them.  A backend whose
+ * library is optional still gets a plain entry here: its file compiles to
+ * a stub that refuses to open, so this table never needs an #ifdef.
+ *
+ * IPMI is a module (module.h): the daemon is linked without it, and its
+ * entry is filled in by the first lookup.  Programs linked with
+ * hal_ipmi.o (the tests) have it at once: the reference is weak.
  */
-static const struct sb_hal_backend *const backends[] = {
-	&sb_hal_sim,
-	&sb_hal_linux,
-	&sb_hal_ipmi,
+#pragma weak sb_hal_ipmi
+
+static struct {
+	const char *name;
+	const struct sb_hal_backend *be;
+	const char *module;	/* where to load it from if not linked in */
+	int     tried;
+	char    why[256];	/* why the module did not load */
+} backends[] = {
+	{ "sim",   &sb_hal_sim,   NULL, 0, "" },
+	{ "linux", &sb_hal_linux, NULL, 0, "" },
+	{ "ipmi",  &sb_hal_ipmi,  "hal_ipmi", 0, "" },
 };
+
+static const struct sb_hal_backend *
+slot(size_t i)
+{
+	if (backends[i].be == NULL && backends[i].module && !backends[i].tried) {
+		char sym[64];
+
+		backends[i].tried = 1;
+		snprintf(sym, sizeof(sym), "sb_hal_%s", backends[i].name);
+		backends[i].be = sb_module_sym(backends[i].module, sym, backends[i].why,
+		    sizeof(backends[i].why));
+	}
+	return backends[i].be;
+}
 
 const struct sb_hal_backend *
 sb_hal_backend_find(const char *name)
 {
-	size_t i;
-
 	if (name == NULL)
 		return NULL;
-	for (i = 0; i < SB_ARRAY_LEN(backends); i++)
-		if (strcmp(backends[i]->name, name) == 0)
-			return backends[i];
+	for (size_t i = 0; i < SB_ARRAY_LEN(backends); i++)
+		if (strcmp(backends[i].name, name) == 0)
+			return slot(i);
 	return NULL;
 }
 
+const char *
+sb_hal_backend_error(const char *name)
+{
+	for (size_t i = 0; i < SB_ARRAY_LEN(backends); i++)
+		if (strcmp(backends[i].name, name) == 0)
+			return slot(i) ? NULL : backends[i].why[0] ? backends[i].why :
+			    "not built";
+	return NULL;
+}
+
+/* The i-th backend that can be had (a module that will not load is
+ * skipped). */
 const struct sb_hal_backend *
 sb_hal_backend_at(size_t i)
 {
-	return i < SB_ARRAY_LEN(backends) ? backends[i] : NULL;
+	for (size_t k = 0; k < SB_ARRAY_LEN(backends); k++)
+		if (slot(k) && i-- == 0)
+			return backends[k].be;
+	return NULL;
 }
 
 /*

@@ -146,6 +146,9 @@ extern const struct sb_hal_backend sb_hal_sim;
 extern const struct sb_hal_backend sb_hal_linux;
 extern const struct sb_hal_backend sb_hal_ipmi;
 const struct sb_hal_backend *sb_hal_backend_find(const char *name);
+/* Why a backend by that name cannot be had (its module did not load), or
+ * NULL if it can or no backend has that name. */
+const char *sb_hal_backend_error(const char *name);
 /* Iterate: i from 0 until NULL. */
 const struct sb_hal_backend *sb_hal_backend_at(size_t i);
 

@@ -536,6 +536,34 @@ def test_ipmi_password_in_world_readable_config_refused():
     assert p.returncode == 0, p.stderr
 
 
+def test_ipmi_is_a_module_loaded_only_when_named():
+    """FreeIPMI (and libcurl) are not linked into the daemon: hal_ipmi.so
+    next to it (build/modules/) is loaded by the first config that names
+    the backend; without it, the config check names the backend and why."""
+    p = subprocess.run(["ldd", sbtest.BIN], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "libfreeipmi" not in p.stdout and "libcurl" not in p.stdout, p.stdout
+    node = """  { name = "bmc"; hal = { backend = "ipmi"; host = "127.0.0.1"; port = 9;
+    username = "u"; password = "p"; }; }"""
+    d = Daemon(conf_text=conf_text([node]))
+    p = subprocess.run([sbtest.BIN, "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    # The same binary elsewhere, without modules/ beside it.
+    alone = os.path.join(d.dir, "bin")
+    os.makedirs(alone)
+    shutil.copy(sbtest.BIN, alone)
+    p = subprocess.run([os.path.join(alone, "switchboard"), "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    installed = "/usr/local/lib/switchboard/hal_ipmi.so"
+    if os.path.exists(installed):      # a "make install" on this machine
+        assert p.returncode == 0, p.stderr
+    else:
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        assert re.search(r':\d+: HAL backend "ipmi" cannot be loaded: .*hal_ipmi\.so', p.stderr), \
+            p.stderr
+
+
 def test_ipmi_gateway_many_nodes_and_slow_bmcs():
     """Gateway mode, at the issue's full scale (not scaled down): 50 ipmi
     nodes, served by two ipmi_sim instances (several nodes may share a BMC

@@ -83,9 +83,12 @@ def test_install_destdir_layout_reinstall_uninstall():
     conf = os.path.join(etc, "switchboard.conf")
     unit = os.path.join(top, "lib", "systemd", "system", UNIT_NAME)
 
-    # The binary is the one this build made.
+    # The binary is the one this build made; so is its IPMI module.
     assert os.access(binary, os.X_OK), binary
     assert filecmp.cmp(binary, sbtest.BIN, shallow=False)
+    module = os.path.join(top, "lib", "switchboard", "hal_ipmi.so")
+    assert filecmp.cmp(module, os.path.join(os.path.dirname(sbtest.BIN), "modules", "hal_ipmi.so"),
+                       shallow=False)
 
     # The shipped scripts, all of them and only them.
     scripts = shipped_scripts()
@@ -142,6 +145,7 @@ def test_install_destdir_layout_reinstall_uninstall():
     # Uninstall removes what install put there but the operator's files.
     out = make("uninstall", *vars_)
     assert not os.path.exists(binary)
+    assert not os.path.exists(os.path.dirname(module))
     assert not os.path.exists(unit)
     assert not os.path.exists(os.path.join(share, "scripts"))
     for src, sec in shipped_man_pages():
@@ -207,6 +211,14 @@ def test_install_prefix_daemon_starts_from_installed_files():
     out = d.ok("help")
     assert "sensors" in out and "power" in out, out   # the shipped hardware.lua
     assert d.stop() == 0
+
+    # The installed binary finds its IPMI module where it was installed.
+    ipmi = os.path.join(t, "ipmi.conf")
+    with open(ipmi, "w") as f:
+        f.write('nodes = ( { name = "bmc"; hal = { backend = "ipmi"; host = "127.0.0.1";\n'
+                '  username = "u"; password = "p"; }; } );\n')
+    os.chmod(ipmi, 0o600)
+    check_config(binary, ipmi)
 
     # The unit passes systemd's own check, where systemd-analyze exists
     # (here the paths in it are real).

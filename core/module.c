@@ -1,0 +1,53 @@
+/*
+ * module.c: loading run-time modules (module.h).
+ *
+ * The executable exports its symbols (-Wl,--export-dynamic), which the
+ * modules use as they would if linked in.  The folder next to the
+ * executable comes first so that a build tree runs its own modules and
+ * never an installed older set.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "module.h"
+
+#ifndef SB_MODDIR
+#define SB_MODDIR "/usr/local/lib/switchboard"
+#endif
+
+void *
+sb_module_sym(const char *name, const char *sym, char *err, size_t errlen)
+{
+	char exe[PATH_MAX], path[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	void *lib = NULL, *p;
+	char *slash;
+
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/modules/%s.so", exe, name);
+			if (access(path, F_OK) == 0 &&
+			    (lib = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+				snprintf(err, errlen, "%s", dlerror());
+				return NULL;
+			}
+		}
+	}
+	if (lib == NULL) {
+		snprintf(path, sizeof(path), "%s/%s.so", SB_MODDIR, name);
+		if ((lib = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+			snprintf(err, errlen, "%s", dlerror());
+			return NULL;
+		}
+	}
+	if ((p = dlsym(lib, sym)) == NULL) {
+		snprintf(err, errlen, "%s: no symbol %s", path, sym);
+		dlclose(lib);
+	}
+	return p;
+}

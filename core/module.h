@@ -1,0 +1,20 @@
+/*
+ * module.h: code loaded at run time.  A backend whose library is big and
+ * seldom needed (FreeIPMI, with libgcrypt) is built as a shared object and
+ * loaded by the first configuration that names it, so that a daemon
+ * without BMCs neither maps nor initialises it.
+ */
+#ifndef SB_MODULE_H
+#define SB_MODULE_H
+
+#include <stddef.h>
+
+/*
+ * The address of symbol sym in module name ("hal_ipmi"), loaded from
+ * MODULES/name.so next to the executable (the build tree) or else from
+ * SB_MODDIR (the installed place); NULL with the reason in err.  A module
+ * stays loaded for the life of the process.
+ */
+void *sb_module_sym(const char *name, const char *sym, char *err, size_t errlen);
+
+#endif
