@@ -13,6 +13,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -888,6 +889,23 @@ sb_conf_load(const char *path, char *err, size_t errlen)
 fail:
 	sb_conf_free(conf);
 	return NULL;
+}
+
+void
+sb_conf_release_nodes(struct sb_config *conf)
+{
+	config_setting_t *root = config_root_setting(&conf->cf);
+
+	for (size_t i = 0; i < conf->nnodes; i++) {
+		conf->nodes[i].hal = NULL;
+		free(conf->nodes[i].hal_fingerprint);
+		conf->nodes[i].hal_fingerprint = NULL;
+	}
+	if (config_setting_get_member(root, "nodes") != NULL)
+		config_setting_remove(root, "nodes");
+	/* Give the parse tree's pages back: at 10,000 nodes it is the
+	 * largest thing the daemon ever held. */
+	malloc_trim(0);
 }
 
 void

@@ -147,6 +147,14 @@ void        sb_secret_free(char *);	/* NULL-safe; wipes it first */
  * readable by everyone?  0, or -1 with a message naming what in err. */
 int         sb_conf_check_private(const char *path, const char *what, char *err,
                                   size_t errlen);
+/*
+ * Once the nodes are applied (sb_nodes_apply() opened their HAL), their
+ * settings are no longer read: drop them from the parse tree (most of its
+ * memory at gateway scale).  conf->nodes keeps names and groups; each
+ * node's hal pointer and fingerprint become NULL.
+ */
+void        sb_conf_release_nodes(struct sb_config *);
+
 /* "file:line" of a setting, for error messages. */
 void        sb_conf_where(const config_setting_t *, char *out, size_t outlen);
 /* Canonical text of a setting (stable across reloads of equal text). */

@@ -185,6 +185,7 @@ channel_start(struct sb_channel *ch)
  * The console is always there, even if the config names none.
  */
 static struct sb_channel **channels_open_1(const struct sb_config *, size_t *, char *, size_t);
+static void channels_discard(struct sb_channel **, size_t);
 
 /* What decides whether a running channel can stay: its section, and for
  * the console the socket path, which comes from elsewhere. */
@@ -265,11 +266,19 @@ channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errl
 	*np = n;
 	return v;
 fail:
+	channels_discard(v, n);
+	return NULL;
+}
+
+/* Drop a list channels_open() made without committing it: the channels it
+ * opened go, the running ones it kept stay. */
+static void
+channels_discard(struct sb_channel **v, size_t n)
+{
 	for (size_t i = 0; i < n; i++)
 		if (!sb_channel_find(v[i]->name) || sb_channel_find(v[i]->name) != v[i])
 			channel_free(v[i]);
 	free(v);
-	return NULL;
 }
 
 /* Swap in a new channel list: retire the channels not in it, start the
@@ -407,6 +416,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 			return -1;
 		}
 	sb_notice("switchboard started: %zu nodes, %zu channels", sb_node_count(), nchans);
+	sb_conf_release_nodes(conf);
 	return 0;
 }
 
@@ -417,24 +427,26 @@ sb_core_reload(char *err, size_t errlen)
 	struct sb_channel **v;
 	size_t n;
 
+	/* Everything that can fail comes before the nodes change: the nodes
+	 * are applied last, so a failure never has to re-apply the old ones
+	 * (whose settings were released once they were applied). */
 	if ((conf = sb_conf_load(sb_core.conf_path, err, errlen)) == NULL)
 		goto fail;
 	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
 		goto fail_conf;
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		goto fail_conf;
-	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
+	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
 		goto fail_acl;
-	if ((v = channels_open(conf, &n, err, errlen)) == NULL) {
-		char ignore[256];
-
-		sb_nodes_apply(old->nodes, old->nnodes, ignore, sizeof(ignore));
+	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0) {
+		channels_discard(v, n);
 		goto fail_acl;
 	}
 	channels_commit(v, n);
 	sb_core.conf = conf;
 	apply_daemon(conf);
 	sb_conf_free(old);
+	sb_conf_release_nodes(conf);
 	if (sb_dialplan_reload(err, errlen) < 0)
 		sb_warnx("config reloaded, but the dialplan kept its old scripts: %s", err);
 	sb_notice("configuration reloaded: %zu nodes, %zu channels", sb_node_count(), nchans);

@@ -132,6 +132,40 @@ def test_sighup_with_broken_config_keeps_running_one():
     d.wait_state("extra", "ok")
 
 
+def test_reload_failing_at_a_node_leaves_channels_and_nodes_as_they_were():
+    """The nodes are applied last in a reload: a node whose backend refuses
+    to open fails the reload after the new channels were opened, and they
+    are dropped unstarted; the running config stays whole, and the next
+    good reload applies (the nodes' settings were released after the first
+    start, so nothing may lean on them)."""
+    d = Daemon(conf_text=demo_text()).start()
+    d.wait_state("mail", "ok")
+    console = '  { name = "console"; driver = "console"; context = "default"; }\n'
+    web = '  { name = "web2"; driver = "http"; bind = "127.0.0.1"; port = 0; }\n'
+    bad = ('  { name = "broken"; hal = { backend = "sim";\n'
+           '      sensors = ( { name = "t"; kind = "smell"; } ); }; },')
+    good = ('  { name = "extra"; hal = { backend = "sim";\n'
+            '      sensors = ( { name = "t"; kind = "temperature"; unit = "C"; value = 20.0; } ); }; },')
+    base = demo_text().replace(console, console.rstrip("\n") + ",\n" + web, 1)
+    assert base != demo_text()
+    with open(d.conf, "w") as f:
+        f.write(base.replace("nodes = (", "nodes = (\n" + bad, 1))
+    rc, out = d.x("core reload")
+    assert rc == 1 and "smell" in out, out
+    assert "web2" not in d.ok("core show channels")
+    out = d.ok("core show nodes")
+    assert "broken" not in out and all(n in out for n in ("ftp", "web", "mail", "db")), out
+    d.ok("sim set mail cpu_temp 95")
+    d.wait_state("mail", "critical")
+    with open(d.conf, "w") as f:
+        f.write(base.replace("nodes = (", "nodes = (\n" + good, 1))
+    rc, out = d.x("core reload")
+    assert rc == 0, out
+    assert "web2" in d.ok("core show channels")
+    d.wait_state("extra", "ok")
+    assert d.node_state("mail") == "critical"     # unchanged node, same simulator
+
+
 def test_reload_keeps_node_state():
     d = Daemon(conf_text=demo_text()).start()
     d.ok("sim set mail cpu_temp 95")
