@@ -5,7 +5,11 @@
  * (node@DOMAIN) as available to the watcher and to whoever probes it, and
  * answers each chat message at once with the same body and thread.
  *
- * usage: echo DOMAIN SECRET PORT WATCHER
+ * With COUNT, it announces n00000@DOMAIN ... (COUNT JIDs, the gateway
+ * benchmark's node names) to the watcher instead, all at once on connect:
+ * what the server alone takes to deliver that many presences.
+ *
+ * usage: echo DOMAIN SECRET PORT WATCHER [COUNT]
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,17 +21,35 @@
 #include <strophe.h>
 
 static xmpp_ctx_t *ctx;
-static char node[512];
+static char node[512], domain[256];
+static long count;
+
+static void
+presence_from(xmpp_conn_t *c, const char *from, const char *to)
+{
+	xmpp_stanza_t *p = xmpp_presence_new(ctx);
+
+	xmpp_stanza_set_from(p, from);
+	xmpp_stanza_set_to(p, to);
+	if (count > 0) {
+		/* as switchboard's: a status text */
+		xmpp_stanza_t *st = xmpp_stanza_new(ctx), *tx = xmpp_stanza_new(ctx);
+
+		xmpp_stanza_set_name(st, "status");
+		xmpp_stanza_set_text(tx, "ok: all 2 sensors normal");
+		xmpp_stanza_add_child(st, tx);
+		xmpp_stanza_add_child(p, st);
+		xmpp_stanza_release(tx);
+		xmpp_stanza_release(st);
+	}
+	xmpp_send(c, p);
+	xmpp_stanza_release(p);
+}
 
 static void
 presence_to(xmpp_conn_t *c, const char *to)
 {
-	xmpp_stanza_t *p = xmpp_presence_new(ctx);
-
-	xmpp_stanza_set_from(p, node);
-	xmpp_stanza_set_to(p, to);
-	xmpp_send(c, p);
-	xmpp_stanza_release(p);
+	presence_from(c, node, to);
 }
 
 static int
@@ -89,7 +111,16 @@ on_conn(xmpp_conn_t *c, xmpp_conn_event_t status, int error, xmpp_stream_error_t
 	}
 	xmpp_handler_add(c, on_message, NULL, "message", NULL, NULL);
 	xmpp_handler_add(c, on_presence, NULL, "presence", NULL, NULL);
-	presence_to(c, watcher);
+	if (count == 0) {
+		presence_to(c, watcher);
+		return;
+	}
+	for (long i = 0; i < count; i++) {
+		char from[512];
+
+		snprintf(from, sizeof(from), "n%05ld@%s", i, domain);
+		presence_from(c, from, watcher);
+	}
 }
 
 int
@@ -97,11 +128,13 @@ main(int argc, char **argv)
 {
 	xmpp_conn_t *c;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: echo DOMAIN SECRET PORT WATCHER\n");
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: echo DOMAIN SECRET PORT WATCHER [COUNT]\n");
 		return 2;
 	}
 	snprintf(node, sizeof(node), "echo@%s", argv[1]);
+	snprintf(domain, sizeof(domain), "%s", argv[1]);
+	count = argc == 6 ? atol(argv[5]) : 0;
 	xmpp_initialize();
 	ctx = xmpp_ctx_new(NULL, NULL);
 	c = xmpp_conn_new(ctx);

@@ -10,6 +10,7 @@
  *   tput JID N K BODY     N messages, K in flight: replies per second
  *   seen JID              when JID's first available presence came
  *   count DOMAIN N SECS   when N JIDs of DOMAIN had been seen available
+ *   forget                forget every presence seen (count starts again)
  *   next JID TEXT SECS    answers {"armed":1} at once, then when the next
  *                         available presence from JID whose status holds
  *                         TEXT ("-": any) comes
@@ -296,6 +297,14 @@ command(char *line)
 		deadline = now() + secs;
 		mode = CHANGE;
 		printf("{\"armed\":1}\n");
+		fflush(stdout);
+	} else if (strncmp(line, "forget", 6) == 0) {
+		for (size_t i = 0; i < MAXSEEN; i++) {
+			free(seen[i].jid);
+			seen[i].jid = NULL;
+		}
+		nseen = 0;
+		printf("{\"forgot\":1}\n");
 		fflush(stdout);
 	} else if (strncmp(line, "quit", 4) == 0) {
 		xmpp_disconnect(conn);
