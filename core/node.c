@@ -286,6 +286,12 @@ poll_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 	(void)loop;
 	(void)t;
 	sb_node_poll(n);
+	if (n->rephase_ms > 0) {
+		long next = n->rephase_ms;
+
+		n->rephase_ms = 0;
+		return next;
+	}
 	return lround(n->poll_interval * 1000);
 }
 
@@ -293,10 +299,18 @@ static void
 schedule(struct sb_node *n, size_t i, size_t count)
 {
 	long period = lround(n->poll_interval * 1000);
-	/* Spread first polls over the interval so many nodes do not all ask
-	 * their BMCs in the same millisecond. */
-	long first = count > 1 ? (long)((double)period * (double)i / (double)count) : 0;
+	/* Polls are spread over the interval so that many nodes do not all
+	 * ask their BMCs in the same millisecond: node i of count has its
+	 * slot at i/count of it.  The first poll comes sooner, FIRST_PER_MS
+	 * nodes a millisecond (a restarted daemon shows its farm at once, not
+	 * over a whole interval), and the second moves the node to its slot. */
+	enum { FIRST_PER_MS = 20 };
+	long slot = count > 1 ? (long)((double)period * (double)i / (double)count) : 0;
+	long first = (long)(i / FIRST_PER_MS);
 
+	if (first > slot)
+		first = slot;
+	n->rephase_ms = slot - first;	/* 0: the first poll is in its slot */
 	if (n->poll_timer)
 		sb_loop_del_timer(sb_core.loop, n->poll_timer);
 	n->poll_timer = sb_loop_add_timer(sb_core.loop, first, poll_timer, n);

@@ -41,6 +41,7 @@ struct sb_node {
 	char   *hal_fingerprint;
 	double  poll_interval;	/* seconds */
 	struct sb_timer *poll_timer;
+	long    rephase_ms;	/* after the first poll: the wait to its slot, or 0 */
 	int     polling;	/* a READ is in flight */
 	struct sb_readings *last;	/* NULL until the first answer */
 	int     last_status;	/* 0, or the HAL's error code */

@@ -1177,6 +1177,31 @@ test_stop_while_command_waits(void **state)
 
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* With poll_interval = 3600, the nodes' polls are spread an hour apart
+ * (slots at 0, 20 and 40 minutes); their first polls still come at once,
+ * so a restarted daemon shows its farm without waiting for the slots. */
+static int
+all_polled(void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < sb_node_count(); i++)
+		if (sb_node_at(i)->state == SB_ST_UNKNOWN)
+			return 0;
+	return 1;
+}
+
+static void
+test_first_polls_do_not_wait_for_their_slots(void **state)
+{
+	(void)state;
+	assert_int_equal(sb_node_count(), 3);
+	/* After its first poll, the third waits 40 minutes for its slot. */
+	assert_int_equal(sb_node_find("db")->rephase_ms, 2400 * 1000);
+	run_until(all_polled, NULL, "every node's first poll");
+	assert_int_equal(sb_node_find("db")->state, SB_ST_OK);
+	assert_int_equal(sb_node_find("db")->rephase_ms, 0);	/* taken by the first poll */
+}
+
 int
 main(void)
 {
@@ -1204,6 +1229,7 @@ main(void)
 		T(test_reload_stops_old_timers_at_once),
 		T(test_reload_while_command_waits),
 		T(test_stop_while_command_waits),
+		T(test_first_polls_do_not_wait_for_their_slots),
 	};
 
 	sb_log_set_level(SB_LOG_ERR);
