@@ -75,21 +75,14 @@ def mb(kb):
     return round(kb / 1024.0, 1)
 
 
-def cpu_s(pid):
-    """User + system CPU seconds of a process so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def settle(pid, timeout=120):
     """Wait until a process (prosody) has been idle for a second: a figure
     must not start while the server still works off the last one."""
     deadline = time.monotonic() + timeout
-    last = cpu_s(pid)
+    last = proc_cpu(pid)
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        now = cpu_s(pid)
+        now = proc_cpu(pid)
         if now - last < 0.05:
             return
         last = now
@@ -400,11 +393,11 @@ def gateway():
     t_start = time.monotonic()
     d.start(wait=False)
     t_linked = watch_log(d, "xmpp xmpp: connected", 60)
-    c_linked, pc_linked = cpu_s(d.proc.pid), cpu_s(p.proc.pid)
+    c_linked, pc_linked = proc_cpu(d.proc.pid), proc_cpu(p.proc.pid)
     got = op.ask("count %s %d 120" % (domain, N_GATEWAY), timeout=180)
     all_in = got["last"] - t_start
     from_link = got["last"] - t_linked
-    d_cpu, p_cpu = cpu_s(d.proc.pid) - c_linked, cpu_s(p.proc.pid) - pc_linked
+    d_cpu, p_cpu = proc_cpu(d.proc.pid) - c_linked, proc_cpu(p.proc.pid) - pc_linked
     time.sleep(1.5)
     rss = rss_kb(d.proc.pid)
     # One state change at a time -> the operator sees it.
@@ -435,14 +428,14 @@ def gateway():
     # once as it connects.  What it takes is the server's part.
     settle(p.proc.pid)
     assert op.ask("forget").get("forgot")
-    pc0 = cpu_s(p.proc.pid)
+    pc0 = proc_cpu(p.proc.pid)
     b0 = time.monotonic()
     base = subprocess.Popen([os.path.join(BENCH, "echo"), domain, p.secret,
                              str(p.component_port), p.jid("admin"), str(N_GATEWAY)],
                             stdin=subprocess.DEVNULL)
     sbtest.add_cleanup(lambda: base.poll() is None and (base.terminate(), base.wait(10)))
     bgot = op.ask("count %s %d 120" % (domain, N_GATEWAY), timeout=180)
-    b_cpu = cpu_s(p.proc.pid) - pc0
+    b_cpu = proc_cpu(p.proc.pid) - pc0
     base.terminate()
     base.wait(10)
     emit("gateway", nodes=N_GATEWAY, seen=got["n"], start_to_all_s=round(all_in, 2),
