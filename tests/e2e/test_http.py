@@ -951,7 +951,8 @@ def test_http_metrics_parse():
              (web, ("hook", "ci"), ("result", "unauthorized"))] == 1
     assert m["switchboard_webhook_events_total", (web, ("hook", "ci"))] == 1
     assert m["switchboard_http_requests_total", (("channel", "web"), ("code", "401"))] >= 1, m
-    assert m["switchboard_http_requests_total", (("channel", "web"), ("code", "200"))] >= 5, m
+    # 200s: wait_all_ok's GETs (one at least), status, the accepted hook
+    assert m["switchboard_http_requests_total", (("channel", "web"), ("code", "200"))] >= 3, m
     # What the core counts, for every channel.
     for ch, drv in (("web", "http"), ("console", "console")):
         assert m["switchboard_channel_up", (("channel", ch), ("driver", drv))] == 1, m
