@@ -79,22 +79,7 @@ static const char conf_fmt[] =
 	");\n"
 	"rate_limit = { burst = 0; };\n"
 	"notify = { group_wait = 0.0; };\n"
-	"nodes = (\n"
-	"  { name = \"web\"; groups = [ \"rack1\", \"frontend\" ];\n"
-	"    hal = { backend = \"sim\"; sensors = (\n"
-	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 45.0;\n"
-	"        high_warning = 85.0; high_critical = 90.0; },\n"
-	"      { name = \"fan1\"; kind = \"fan\"; unit = \"RPM\"; value = 7200.0;\n"
-	"        low_critical = 500.0; low_warning = 1000.0; } ); }; },\n"
-	"  { name = \"web2\"; groups = [ \"rack1\" ];\n"
-	"    hal = { backend = \"sim\"; sensors = (\n"
-	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 20.0; } ); }; },\n"
-	"  { name = \"db\"; groups = [ \"rack2\" ];\n"
-	"    hal = { backend = \"sim\"; sensors = (\n"
-	"      { name = \"vcore\"; kind = \"voltage\"; unit = \"V\"; value = 1.2;\n"
-	"        low_critical = 1.0; low_warning = 1.1; high_warning = 1.35; high_critical = 1.45; }\n"
-	"    ); }; }\n"
-	");\n"
+	SB_WORLD_NODES
 	"%s\n";
 
 static void

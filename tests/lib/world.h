@@ -13,6 +13,30 @@
 struct sb_channel;
 
 /*
+ * The nodes of the test worlds (a string literal, to be pasted into a
+ * config's text): web (rack1, frontend; cpu_temp 45 C, fan1), web2 (rack1;
+ * cpu_temp 20 C), db (rack2; cpu_temp 30 C, vcore 1.2 V), all simulated.
+ */
+#define SB_WORLD_NODES \
+	"nodes = (\n" \
+	"  { name = \"web\"; groups = [ \"rack1\", \"frontend\" ];\n" \
+	"    hal = { backend = \"sim\"; sensors = (\n" \
+	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 45.0;\n" \
+	"        high_warning = 85.0; high_critical = 90.0; },\n" \
+	"      { name = \"fan1\"; kind = \"fan\"; unit = \"RPM\"; value = 7200.0;\n" \
+	"        low_critical = 500.0; low_warning = 1000.0; } ); }; },\n" \
+	"  { name = \"web2\"; groups = [ \"rack1\" ];\n" \
+	"    hal = { backend = \"sim\"; sensors = (\n" \
+	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 20.0; } ); }; },\n" \
+	"  { name = \"db\"; groups = [ \"rack2\" ];\n" \
+	"    hal = { backend = \"sim\"; sensors = (\n" \
+	"      { name = \"cpu_temp\"; kind = \"temperature\"; unit = \"C\"; value = 30.0; },\n" \
+	"      { name = \"vcore\"; kind = \"voltage\"; unit = \"V\"; value = 1.2;\n" \
+	"        low_critical = 1.0; low_warning = 1.1; high_warning = 1.35; high_critical = 1.45; }\n" \
+	"    ); }; }\n" \
+	");\n"
+
+/*
  * Make the world's private folder, BASE/PREFIX-XXXXXX (base NULL: /tmp),
  * and return its path; NULL if it cannot be made.  sb_world_start() makes
  * one itself if none exists; make it first when the config must name it.
