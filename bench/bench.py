@@ -170,9 +170,12 @@ def prosody_for(nodes, extra_group=()):
     return p
 
 
-def start_echo(p):
-    proc = subprocess.Popen([os.path.join(BENCH, "echo"), ECHO_DOMAIN, ECHO_SECRET,
-                             str(p.component_port), p.jid("admin")],
+def start_echo(p, domain=ECHO_DOMAIN, secret=ECHO_SECRET, count=None):
+    """bench/echo as a component of p (count: announce that many node JIDs
+    of domain instead of echo@domain)."""
+    proc = subprocess.Popen([os.path.join(BENCH, "echo"), domain, secret,
+                             str(p.component_port), p.jid("admin")]
+                            + ([str(count)] if count else []),
                             stdin=subprocess.DEVNULL)
 
     def stop():
@@ -430,10 +433,7 @@ def gateway():
     assert op.ask("forget").get("forgot")
     pc0 = proc_cpu(p.proc.pid)
     b0 = time.monotonic()
-    base = subprocess.Popen([os.path.join(BENCH, "echo"), domain, p.secret,
-                             str(p.component_port), p.jid("admin"), str(N_GATEWAY)],
-                            stdin=subprocess.DEVNULL)
-    sbtest.add_cleanup(lambda: base.poll() is None and (base.terminate(), base.wait(10)))
+    base = start_echo(p, domain, p.secret, N_GATEWAY)
     bgot = op.ask("count %s %d 120" % (domain, N_GATEWAY), timeout=180)
     b_cpu = proc_cpu(p.proc.pid) - pc0
     base.terminate()

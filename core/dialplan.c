@@ -800,7 +800,7 @@ run_release(struct run *r)
 	/* A thread that returned (not one that failed, waits, or is still
 	 * on its way out of a call: no frame left) is as good as new. */
 	if (lua_status(r->co) == LUA_OK && lua_gettop(r->co) == 0 &&
-	    !lua_getstack(r->co, 0, &ar) && r->dp->nidle < sizeof(r->dp->idle) / sizeof(r->dp->idle[0]))
+	    !lua_getstack(r->co, 0, &ar) && r->dp->nidle < SB_ARRAY_LEN(r->dp->idle))
 		r->dp->idle[r->dp->nidle++] = r->co_ref;
 	else
 		luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
