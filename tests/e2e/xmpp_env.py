@@ -211,6 +211,15 @@ Component {muc} "muc"
                     if not chunk:
                         return False
                     got += chunk
+                # Close the stream and wait for prosody to close its side:
+                # its session is then gone.  A probe dropped without that
+                # may still be closing when a SIGTERM comes, and prosody
+                # 0.12.3's shutdown then fails on the half-closed session
+                # ("mod_c2s.lua:469: attempt to call a nil value (method
+                # 'close')") and never exits.
+                s.sendall(b"</stream:stream>")
+                while s.recv(4096):
+                    pass
                 return True
         except OSError:
             return False
