@@ -43,7 +43,10 @@
 #define MAX_SCRIPT (1u << 20)	/* bytes in one script file */
 #define MAX_FILES  256
 
-extern const char sb_prelude[];	/* build/gen/prelude.c */
+/* build/gen/prelude.c (tools/luadump.c): the text and its bytecode */
+extern const char sb_prelude[];
+extern const unsigned char sb_prelude_bc[];
+extern const size_t sb_prelude_bc_len;
 
 struct dtimer;
 
@@ -1358,8 +1361,8 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	lua_setfield(L, -2, "version");
 	lua_setfield(L, -2, "__sb");
 	lua_pop(L, 1);
-	if (sb_lua_dostring(dp->lua, "=prelude", sb_prelude, strlen(sb_prelude),
-	    err, errlen) < 0)
+	if (sb_lua_dobuilt(dp->lua, "=prelude", sb_prelude_bc, sb_prelude_bc_len,
+	    sb_prelude, strlen(sb_prelude), err, errlen) < 0)
 		goto fail;
 	if (dp->ref_dispatch == LUA_NOREF) {
 		snprintf(err, errlen, "prelude registered no hooks");

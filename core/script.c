@@ -1060,18 +1060,25 @@ int sb_lua_call(struct sb_lua *sb, int nargs, int nresults, char *err, size_t er
 	return st == LUA_OK ? 0 : -1;
 }
 
-int sb_lua_dostring(struct sb_lua *sb, const char *chunkname, const char *buf,
-                    size_t len, char *err, size_t errlen)
+static int
+dochunk(struct sb_lua *sb, const char *chunkname, const void *bc, size_t bclen,
+        const char *text, size_t textlen, char *err, size_t errlen)
 {
 	lua_State *L = sb->L;
-	int top = lua_gettop(L), st;
+	int top = lua_gettop(L), st = LUA_ERRSYNTAX;
 
-	if (len > 0 && buf[0] == LUA_SIGNATURE[0])
-		return seterr(err, errlen, "binary chunks are not allowed");
+	if (chunkname == NULL)
+		chunkname = "=?";
 	if (call_begin(sb, L, err, errlen) < 0)
 		return -1;
 	lua_pushcfunction(L, msgh);
-	st = luaL_loadbufferx(L, buf, len, chunkname ? chunkname : "=?", "t");
+	if (bc != NULL) {
+		st = luaL_loadbufferx(L, bc, bclen, chunkname, "b");
+		if (st != LUA_OK)
+			lua_pop(L, 1);
+	}
+	if (st != LUA_OK)
+		st = luaL_loadbufferx(L, text, textlen, chunkname, "t");
 	if (st == LUA_OK)
 		st = lua_pcall(L, 0, 0, top + 1);
 	if (st != LUA_OK || sb->instr_hit)
@@ -1079,6 +1086,21 @@ int sb_lua_dostring(struct sb_lua *sb, const char *chunkname, const char *buf,
 	lua_settop(L, top);
 	call_end(sb);
 	return st == LUA_OK ? 0 : -1;
+}
+
+int sb_lua_dostring(struct sb_lua *sb, const char *chunkname, const char *buf,
+                    size_t len, char *err, size_t errlen)
+{
+	if (len > 0 && buf[0] == LUA_SIGNATURE[0])
+		return seterr(err, errlen, "binary chunks are not allowed");
+	return dochunk(sb, chunkname, NULL, 0, buf, len, err, errlen);
+}
+
+int sb_lua_dobuilt(struct sb_lua *sb, const char *chunkname, const void *bc,
+                   size_t bclen, const char *text, size_t textlen, char *err,
+                   size_t errlen)
+{
+	return dochunk(sb, chunkname, bc, bclen, text, textlen, err, errlen);
 }
 
 int sb_lua_resume(struct sb_lua *sb, lua_State *co, int nargs, int *nres,

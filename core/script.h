@@ -39,6 +39,13 @@ struct sb_lua *sb_lua_from(lua_State *);
 int sb_lua_dostring(struct sb_lua *, const char *chunkname, const char *buf,
                     size_t len, char *err, size_t errlen);
 
+/* The same for the daemon's own chunks, which the build compiled
+ * (tools/luadump.c): runs the bytecode bc, or the text when this Lua
+ * cannot load that bytecode (another release than the build's). */
+int sb_lua_dobuilt(struct sb_lua *, const char *chunkname, const void *bc,
+                   size_t bclen, const char *text, size_t textlen, char *err,
+                   size_t errlen);
+
 /* Call the function below nargs arguments on the stack, under the call
  * limits, with a traceback handler.  Returns 0 (nresults pushed) or -1 with
  * the error in err (nothing pushed). */

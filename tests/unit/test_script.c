@@ -331,6 +331,65 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
 	return 0;
 }
 
+static size_t dump_of(const char *code, struct dump *d)
+{
+	lua_State *plain = luaL_newstate();
+
+	d->len = 0;
+	assert_int_equal(luaL_loadstring(plain, code), LUA_OK);
+	assert_int_equal(lua_dump(plain, writer, d, 0), 0);
+	lua_close(plain);
+	return d->len;
+}
+
+/* The daemon's own chunks: the build's bytecode runs in the sandbox; a
+ * bytecode this Lua cannot load (another release's) falls back to the
+ * text; a bytecode that loads but fails is reported, not run again as
+ * text. */
+static void test_built_chunk(void **state)
+{
+	static const char text[] = "RAN = 'text'";
+	struct sb_lua *sb = *state;
+	static struct dump d;
+	char err[512];
+	size_t len;
+
+	len = dump_of("RAN = 'bytecode'", &d);
+	assert_int_equal(sb_lua_dobuilt(sb, "=b", d.buf, len, text, strlen(text),
+	    err, sizeof(err)), 0);
+	EXPECT_OK(sb, "assert(RAN == 'bytecode', RAN)");
+
+	d.buf[4] ^= 0x01;	/* the header's version byte: another Lua */
+	assert_int_equal(sb_lua_dobuilt(sb, "=b", d.buf, len, text, strlen(text),
+	    err, sizeof(err)), 0);
+	EXPECT_OK(sb, "assert(RAN == 'text', RAN)");
+	EXPECT_OK(sb, "RAN = nil");
+	assert_int_equal(sb_lua_dobuilt(sb, "=b", NULL, 0, text, strlen(text),
+	    err, sizeof(err)), 0);
+	EXPECT_OK(sb, "assert(RAN == 'text', RAN)");
+
+	len = dump_of("RAN = 'failing bytecode'; error('boom')", &d);
+	assert_int_equal(sb_lua_dobuilt(sb, "=b", d.buf, len, text, strlen(text),
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "boom"));
+	EXPECT_OK(sb, "assert(RAN == 'failing bytecode', RAN)");
+}
+
+/* This build's prelude bytecode loads in the Lua it runs with, so the
+ * daemon takes the fast path (build/gen/prelude.c). */
+extern const unsigned char sb_prelude_bc[];
+extern const size_t sb_prelude_bc_len;
+
+static void test_prelude_bytecode_loads(void **state)
+{
+	lua_State *plain = luaL_newstate();
+
+	(void)state;
+	assert_int_equal(luaL_loadbufferx(plain, (const char *)sb_prelude_bc,
+	    sb_prelude_bc_len, "=prelude", "b"), LUA_OK);
+	lua_close(plain);
+}
+
 static void test_binary_chunk_refused(void **state)
 {
 	struct sb_lua *sb = *state;
@@ -601,6 +660,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deep_recursion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forbidden_globals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_binary_chunk_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_built_chunk, setup, teardown),
+		cmocka_unit_test(test_prelude_bytecode_loads),
 		cmocka_unit_test_setup_teardown(test_load_text_is_sandboxed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_string_metatable_protected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coroutine_resume, setup, teardown),
