@@ -5,7 +5,14 @@
  * (libedit) that also prints live events as they happen.  When standard
  * input is not a terminal, -r reads commands line by line, waiting for each
  * to finish, so scripts and tests can drive it.
+ *
+ * libedit is loaded (dlopen) by the interactive console alone: the daemon
+ * and -x never map it, nor libtinfo, libbsd and libmd under it (four
+ * libraries fewer at every start).  Without it, -r on a terminal reads
+ * lines as from a pipe.
  */
+#include <dlfcn.h>
+#include <stddef.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +28,69 @@
 
 #include "client.h"
 #include "util.h"
+
+static struct {
+	int	(*add)(const char *);
+	int	(*read)(const char *);
+	int	(*write)(const char *);
+	void	(*handler_install)(const char *, rl_vcpfunc_t *);
+	void	(*handler_remove)(void);
+	void	(*read_char)(void);
+	void	(*redisplay)(void);
+	int	*end;
+	int	*catch_signals;
+	int	(**getc_function)(FILE *);
+} ed;
+
+#define add_history			ed.add
+#define read_history			ed.read
+#define write_history			ed.write
+#define rl_callback_handler_install	ed.handler_install
+#define rl_callback_handler_remove	ed.handler_remove
+#define rl_callback_read_char		ed.read_char
+#define rl_forced_update_display	ed.redisplay
+#define rl_end				(*ed.end)
+#define rl_catch_signals		(*ed.catch_signals)
+#define rl_getc_function		(*ed.getc_function)
+
+/* Fills ed; -1 (said on standard error) when libedit cannot be used. */
+static int
+edit_load(void)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} syms[] = {
+#define SYM(f, name) { name, offsetof(__typeof__(ed), f) }
+		SYM(add, "add_history"), SYM(read, "read_history"),
+		SYM(write, "write_history"),
+		SYM(handler_install, "rl_callback_handler_install"),
+		SYM(handler_remove, "rl_callback_handler_remove"),
+		SYM(read_char, "rl_callback_read_char"),
+		SYM(redisplay, "rl_forced_update_display"), SYM(end, "rl_end"),
+		SYM(catch_signals, "rl_catch_signals"),
+		SYM(getc_function, "rl_getc_function"),
+#undef SYM
+	};
+	void *lib;
+
+	if ((lib = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		fprintf(stderr, "switchboard: no line editing (%s)\n", dlerror());
+		return -1;
+	}
+	for (size_t i = 0; i < SB_ARRAY_LEN(syms); i++) {
+		void *p = dlsym(lib, syms[i].name);
+
+		if (p == NULL) {
+			fprintf(stderr, "switchboard: no line editing: libedit lacks %s\n",
+			    syms[i].name);
+			dlclose(lib);
+			return -1;
+		}
+		memcpy((char *)&ed + syms[i].off, &p, sizeof(p));
+	}
+	return 0;	/* kept loaded for the process's life */
+}
 
 struct conn {
 	int     fd;
@@ -349,7 +419,7 @@ sb_client_console(const char *path)
 		close(c.fd);
 		return SB_EXIT_NODAEMON;
 	}
-	if (isatty(0)) {
+	if (isatty(0) && edit_load() == 0) {
 		printf("Connected to switchboard at %s. Type 'help', or 'quit' to leave.\n", path);
 		rc = console_tty(&c);
 	} else {

@@ -216,3 +216,51 @@ def test_check_config_reports_file_and_line():
 def test_version():
     p = subprocess.run([sbtest.BIN, "--version"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and re.match(r"switchboard \d+\.\d+", p.stdout), p.stdout
+
+
+def test_remote_console_on_a_terminal():
+    """-r on a terminal loads libedit (the daemon and -x never map it): a
+    prompt, a command and its output, an event printed above the prompt,
+    ^D leaves with status 0 and the line is in the history file."""
+    import pty
+    import select
+    d = Daemon().start()
+    d.wait_state("web", "ok")
+    home = sbtest.tmpdir()
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = dict(os.environ, HOME=home, TERM="dumb")
+        os.execve(sbtest.BIN, [sbtest.BIN, "-s", d.sock, "-r"], env)
+    seen = bytearray()
+
+    def until(text):
+        def more():
+            if text.encode() in seen:
+                return True
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen.extend(os.read(fd, 4096))
+                except OSError:
+                    pass
+            return text.encode() in seen
+        return wait_for(more, what="%r from the console; it printed %r" % (text, bytes(seen)))
+
+    try:
+        until("switchboard> ")
+        os.write(fd, b"core show version\r")
+        until("switchboard 0.")
+        d.ok("sim set web cpu_temp 86")
+        until("warning")
+        os.write(fd, b"\x04")
+        _, status = os.waitpid(pid, 0)
+        pid = None
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    with open(os.path.join(home, ".switchboard_history")) as f:
+        hist = f.read()
+    # libedit's format: a header line, then each line with spaces as \040
+    assert "core\\040show\\040version" in hist, hist
