@@ -403,11 +403,15 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 		return -1;
 	sb_node_observe(on_state, NULL);
 	sb_loop_add_before_sleep(sb_core.loop, bury, NULL);
-	if (sb_dialplan_start(err, errlen) < 0)
-		return -1;
 	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
 		return -1;
+	/* The channels start first: their links connect on their threads
+	 * while the scripts load.  Nothing reaches the dialplan before the
+	 * loop runs, and no node has a state to announce before its first
+	 * poll, which the loop runs too. */
 	channels_commit(v, n);
+	if (sb_dialplan_start(err, errlen) < 0)
+		return -1;
 	sb_notify_go();
 	/* Without its control socket the daemon cannot be driven: fatal. */
 	for (size_t i = 0; i < nchans; i++)
