@@ -32,7 +32,6 @@ static size_t nchans;
 static struct sb_channel **graveyard;
 static size_t ngraveyard;
 
-
 /* ---- channel instances ---- */
 
 struct sb_channel *
@@ -346,7 +345,6 @@ sb_core_event(const char *source, const char *node, const char *severity,
 {
 	struct sb_event_in ev = { .source = source, .node = node, .severity = severity,
 	    .text = text };
-
 	struct sb_channel *con;
 	const char *addr;
 
@@ -355,7 +353,6 @@ sb_core_event(const char *source, const char *node, const char *severity,
 	    con->drv->send != NULL)
 		con->drv->send(con, addr, text);
 }
-
 
 /* ---- life cycle ---- */
 

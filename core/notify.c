@@ -329,7 +329,6 @@ open_close(struct event *e)
 	ev_unref(e);
 }
 
-
 static void
 route_queue(struct event *e)
 {
@@ -725,7 +724,6 @@ group_flush(struct dest *d)
 }
 
 /* ---- delivery ---- */
-
 
 static void
 dest_backoff(struct dest *d)
