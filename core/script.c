@@ -898,6 +898,10 @@ struct sb_lua *sb_lua_new(const struct sb_lua_limits *lim)
 		return NULL;
 	}
 	lua_sethook(sb->L, hook, LUA_MASKCOUNT, sb->step);
+	/* Most of what a command allocates (its request, arguments, context,
+	 * node snapshots, strings) is garbage when it returns: a generational
+	 * collector frees that young and seldom walks the old dialplan. */
+	lua_gc(sb->L, LUA_GCGEN, 0, 0);
 	return sb;
 }
 
