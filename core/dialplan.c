@@ -389,14 +389,15 @@ l_acl_check(lua_State *L)
 	int own = role ? sb_acl_level(role) : -1;
 	int record = lua_toboolean(L, 5);
 	struct run *r = record ? run_of(L) : NULL;
-	const char **nodes = NULL;
+	const char *few[8], **nodes = NULL;	/* few: most commands name a node or two */
 	size_t n = 0;
 	char msg[512];
-	int rc;
+	int ok;
 
-	who_from(L, 1, &who);
+	luaL_checktype(L, 1, LUA_TTABLE);
 	if (lua_isboolean(L, 3) || lua_isnoneornil(L, 3)) {
 		if (!record) {
+			who_from(L, 1, &who);
 			lua_pushboolean(L, may_anywhere(&who, command, lua_toboolean(L, 3), own));
 			return 1;
 		}
@@ -405,38 +406,45 @@ l_acl_check(lua_State *L)
 		n = (size_t)luaL_len(L, 3);
 		if (n > 100000)
 			return luaL_error(L, "acl_check: too many nodes");
-		nodes = sb_calloc(n + 1, sizeof(*nodes));
+		nodes = n < SB_ARRAY_LEN(few) ? few : sb_calloc(n + 1, sizeof(*nodes));
 		for (size_t i = 0; i < n; i++) {
 			lua_rawgeti(L, 3, (lua_Integer)i + 1);
 			nodes[i] = lua_tostring(L, -1);	/* borrowed from the table */
 			lua_pop(L, 1);
 			if (nodes[i] == NULL) {
-				free(nodes);
+				if (nodes != few)
+					free(nodes);
 				return luaL_error(L, "acl_check: nodes must be names");
 			}
 		}
 	}
 	if (r == NULL || r->cmd == NULL) {
-		rc = sb_acl_check(&who, command, nodes, n, own, role, NULL);
-		free(nodes);
-		lua_pushboolean(L, rc == SB_ACL_ALLOW);
-		return 1;
-	}
-	if (n) {
-		struct sb_buf b = { 0 };
+		who_from(L, 1, &who);
+		ok = sb_acl_check(&who, command, nodes, n, own, role, NULL) == SB_ACL_ALLOW;
+	} else {
+		/* A command's run: the command itself says who asks, as the
+		 * dispatcher saw it; the table is not read. */
+		if (n == 1)
+			sb_cmd_set_nodes(r->cmd, nodes[0]);
+		else if (n > 1) {
+			struct sb_buf b = { 0 };
 
-		for (size_t i = 0; i < n; i++)
-			sb_buf_printf(&b, "%s%s", i ? "," : "", nodes[i]);
-		sb_cmd_set_nodes(r->cmd, b.buf);
-		sb_buf_free(&b);
+			for (size_t i = 0; i < n; i++) {
+				if (i)
+					sb_buf_add(&b, ",", 1);
+				sb_buf_puts(&b, nodes[i]);
+			}
+			sb_cmd_set_nodes(r->cmd, b.buf);
+			sb_buf_free(&b);
+		}
+		ok = sb_cmd_allowed(r->cmd, command, nodes, n, own, role, r->cmd->line, msg,
+		    sizeof(msg)) == 0;
 	}
-	rc = sb_cmd_allowed(r->cmd, command, nodes, n, own, role, r->cmd->line, msg, sizeof(msg));
-	free(nodes);
-	if (rc == 0) {
-		lua_pushboolean(L, 1);
+	if (nodes != few)
+		free(nodes);
+	lua_pushboolean(L, ok);
+	if (ok || r == NULL || r->cmd == NULL)
 		return 1;
-	}
-	lua_pushboolean(L, 0);
 	lua_pushstring(L, msg);
 	return 2;
 }
