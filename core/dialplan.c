@@ -912,9 +912,17 @@ channel_context(const char *channel, int group)
 	return group ? ch->group_context : ch->context;
 }
 
+/*
+ * The prelude's dispatch(ctx, argv, text, session).  ctx is the table the
+ * command's run gets (doc/scripting.md lists its fields), made here once:
+ * the prelude matches the line with it and hands it on as it is.
+ */
 static int
 dp_dispatch(struct sb_cmd *cmd, void *ud)
 {
+	/* Where it counts as coming from ("as ... on ... in ..." may say
+	 * otherwise than the message): for contexts and rules. */
+	const char *channel = cmd->channel ? cmd->channel : cmd->msg->channel;
 	struct run *r;
 	lua_State *co;
 
@@ -924,20 +932,14 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	r = run_new(cur, cmd);
 	co = r->co;
 	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
-	lua_createtable(co, 0, 12);
-	push_strings(co, cmd->argv, (size_t)cmd->argc);
-	lua_setfield(co, -2, "argv");
-	lua_pushstring(co, cmd->line);
-	lua_setfield(co, -2, "text");
+	lua_createtable(co, 0, 9);
 	lua_pushstring(co, cmd->identity);
 	lua_setfield(co, -2, "identity");
 	lua_pushstring(co, cmd->role);
 	lua_setfield(co, -2, "role");
 	lua_pushinteger(co, cmd->level);
 	lua_setfield(co, -2, "level");
-	/* Where it counts as coming from ("as ... on ... in ..." may say
-	 * otherwise than the message): for contexts and rules. */
-	lua_pushstring(co, cmd->channel ? cmd->channel : cmd->msg->channel);
+	lua_pushstring(co, channel);
 	lua_setfield(co, -2, "channel");
 	lua_pushstring(co, cmd->group ? "group" : "direct");
 	lua_setfield(co, -2, "kind");
@@ -945,16 +947,18 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 		lua_pushstring(co, cmd->room);
 		lua_setfield(co, -2, "room");
 	}
-	lua_pushstring(co, channel_context(cmd->channel ? cmd->channel : cmd->msg->channel,
-	    cmd->group));
-	lua_setfield(co, -2, "context");
-	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
-	lua_setfield(co, -2, "session");
 	if (cmd->msg->node) {
 		lua_pushstring(co, cmd->msg->node);
 		lua_setfield(co, -2, "node");
 	}
-	resume_run(r, 1);
+	lua_pushcfunction(co, l_reply);		/* the global reply */
+	lua_setfield(co, -2, "reply");
+	lua_pushstring(co, channel_context(channel, cmd->group));
+	lua_setfield(co, -2, "context");
+	push_strings(co, cmd->argv, (size_t)cmd->argc);
+	lua_pushstring(co, cmd->line);
+	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
+	resume_run(r, 4);
 	return 1;
 }
 

@@ -610,13 +610,9 @@ local function run_one(c, ctx, args)
 	return true, tostring(res)
 end
 
--- Run a matched command; fans out over several nodes unless it is multi.
-local function execute(c, req, args, nodes)
-	local ctx = {
-		identity = req.identity, role = req.role, level = req.level,
-		channel = req.channel, kind = req.kind, room = req.room, node = req.node,
-		reply = sb.reply, context = req.context,
-	}
+-- Run a matched command with its ctx; fans out over several nodes unless
+-- it is multi.
+local function execute(c, ctx, args, nodes)
 	if c.node_arg and nodes and not c.multi then
 		if #nodes == 1 then
 			args[c.node_arg] = nodes[1]
@@ -658,10 +654,10 @@ end
 
 local resolve	-- below: the matching half of dispatch
 
-local function confirm(req, code)
+local function confirm(ctx, session, code)
 	local p = pending[code and supper(code) or ""]
 	if not p then return fail("unknown or already used confirmation code") end
-	if p.identity ~= req.identity or p.channel ~= req.channel or p.session ~= req.session then
+	if p.identity ~= ctx.identity or p.channel ~= ctx.channel or p.session ~= session then
 		return fail("that code was issued to another conversation")
 	end
 	pending[supper(code)] = nil
@@ -669,18 +665,15 @@ local function confirm(req, code)
 	if p.argv then
 		-- Issued before a dialplan reload: match the line again against
 		-- today's commands (which may have changed or gone).
-		local r = {}
-		for k, v in pairs(req) do r[k] = v end
-		r.argv, r.text, r.node, r.context = p.argv, p.text, p.node, p.context
-		local c, args, nodes, role = resolve(r)
+		local c, args, nodes, role = resolve(p.argv, p.context, p.node)
 		if not c then return fail(sfmt("'%s' no longer runs as it did: %s", p.text, args)) end
 		p = { cmd = c, args = args, nodes = nodes, role = role }
 	end
 	-- The rules again: a reload may have changed them since the code was
 	-- given; and the audit log learns the nodes.
-	local ok, why = sb.acl_check(req, p.cmd.name, p.nodes, p.role, true)
+	local ok, why = sb.acl_check(ctx, p.cmd.name, p.nodes, p.role, true)
 	if not ok then return fail(why) end
-	return execute(p.cmd, req, p.args, p.nodes)
+	return execute(p.cmd, ctx, p.args, p.nodes)
 end
 
 -- A reload hands the codes still pending to the new dialplan as plain
@@ -715,7 +708,8 @@ local function sweep()
 	end
 end
 
--- The command a request names: c, args, nodes, role; or nil and why.
+-- The command a line (argv) names in context, node the implied node: c,
+-- args, nodes, role; or nil and why.
 -- Commands by their first word, most specific (most words) first: built
 -- on the first command after a registration.
 local by_verb
@@ -737,16 +731,15 @@ local function verb_index()
 	return by_verb
 end
 
-resolve = function(req)
-	local argv = req.argv
+resolve = function(argv, context, node)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
 	local list = verb_index()[slower(argv[1])] or {}
 	local c, args
 	local misses = {}
 	for _, cand in ipairs(list) do
-		if visible(cand, req.context) then
-			args = match(cand.elems, argv, req.node, misses)
+		if visible(cand, context) then
+			args = match(cand.elems, argv, node, misses)
 			if args then c = cand break end
 		end
 	end
@@ -754,7 +747,7 @@ resolve = function(req)
 	if not c then
 		cands = {}
 		for _, cand in ipairs(list) do
-			if visible(cand, req.context) then cands[#cands + 1] = cand end
+			if visible(cand, context) then cands[#cands + 1] = cand end
 		end
 		if #cands == 0 then
 			return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
@@ -768,7 +761,7 @@ resolve = function(req)
 			local argv2 = {}
 			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
 			for _, cand in ipairs(cands) do
-				if match(cand.elems, argv2, req.node) then
+				if match(cand.elems, argv2, node) then
 					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
 				end
 			end
@@ -778,7 +771,7 @@ resolve = function(req)
 		local u = {}
 		for _, cand in ipairs(cands) do u[#u + 1] = usage(cand) end
 		local hint = ""
-		if not req.node then
+		if not node then
 			for _, cand in ipairs(cands) do
 				if cand.node_arg then hint = " (name the node)" break end
 			end
@@ -789,28 +782,29 @@ resolve = function(req)
 	return c, args, c.node_arg and args[c.node_arg] or nil, role
 end
 
-local function dispatch(req)
-	local argv = req.argv
+-- A command line: ctx is what its run will see (core/dialplan.c makes it),
+-- argv its words, text the line, session the conversation it came from.
+local function dispatch(ctx, argv, text, session)
 	if slower(argv[1]) == "confirm" then
 		if #argv ~= 2 then return fail("usage: confirm <code>") end
-		return confirm(req, argv[2])
+		return confirm(ctx, session, argv[2])
 	end
-	local c, args, nodes, role = resolve(req)
+	local c, args, nodes, role = resolve(argv, ctx.context, ctx.node)
 	if not c then return fail(args) end
 	-- The role, and the rules for this command, its nodes and where it was
 	-- sent (the C side logs a refusal and keeps it for the audit log).
-	local ok, why = sb.acl_check(req, c.name, nodes, role, true)
+	local ok, why = sb.acl_check(ctx, c.name, nodes, role, true)
 	if not ok then return fail(why) end
 	if wants_confirm(c, args) then
 		sweep()
 		local code
 		repeat code = sb.random_code() until pending[code] == nil
 		pending[code] = {
-			cmd = c, args = args, nodes = nodes, role = role, identity = req.identity,
-			channel = req.channel, session = req.session,
+			cmd = c, args = args, nodes = nodes, role = role, identity = ctx.identity,
+			channel = ctx.channel, session = session,
 			expires = ostime() + sb.confirm_timeout,
 			-- for a reload: the line itself, to be matched again
-			argv = argv, text = req.text, node = req.node, context = req.context,
+			argv = argv, text = text, node = ctx.node, context = ctx.context,
 		}
 		local scope = ""
 		if nodes and #nodes > 1 then
@@ -819,9 +813,9 @@ local function dispatch(req)
 			scope = sfmt(" Node: %s.", nodes[1])
 		end
 		return true, sfmt("'%s' needs confirmation.%s Send 'confirm %s' within %d s.",
-			req.text, scope, code, sb.confirm_timeout), code
+			text, scope, code, sb.confirm_timeout), code
 	end
-	return execute(c, req, args, nodes)
+	return execute(c, ctx, args, nodes)
 end
 
 local function policy(node, r)
