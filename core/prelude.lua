@@ -28,6 +28,9 @@ local STATES = { ok = true, warning = true, critical = true, off = true,
 local SEVERITY = { info = 1, warning = 2, critical = 3 }
 
 local commands = {}	-- in registration order
+-- Commands by their first word, most specific (most words) first: built
+-- on the first command after a registration (verb_index).
+local by_verb
 local includes = {}	-- context name -> { included context names }
 local routes = {}
 local policy_fn = nil
@@ -710,10 +713,6 @@ end
 
 -- The command a line (argv) names in context, node the implied node: c,
 -- args, nodes, role; or nil and why.
--- Commands by their first word, most specific (most words) first: built
--- on the first command after a registration.
-local by_verb
-
 local function verb_index()
 	if by_verb then return by_verb end
 	by_verb = {}
