@@ -66,6 +66,7 @@ end
 -- ---------------------------------------------------------------- patterns
 
 local TYPES = { word = true, number = true, node = true, rest = true }
+local sb_resolve = sb.resolve
 
 local function parse_pattern(pat)
 	local elems, nlit = {}, 0
@@ -127,21 +128,21 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 		return argv[ti] ~= nil and slower(argv[ti]) == e.literal and
 			match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1)
 	end
-	local tok = argv[ti]
+	local tok, et = argv[ti], e.type
 	if tok ~= nil then
 		local v
-		if e.type == "rest" then
+		if et == "node" then	-- the most common first
+			v = sb_resolve(tok)
+			if v == nil and misses then misses[#misses + 1] = tok end
+		elseif et == "rest" then
 			args[e.name] = tconcat(argv, " ", ti, n)
 			return true
-		elseif e.type == "number" then
+		elseif et == "number" then
 			v = tonumber(tok)
-		elseif e.type == "word" then
+		elseif et == "word" then
 			v = tok
-		elseif e.type == "choice" then
+		elseif et == "choice" then
 			v = e.choices[slower(tok)] and slower(tok) or nil
-		elseif e.type == "node" then
-			v = sb.resolve(tok)
-			if v == nil and misses then misses[#misses + 1] = tok end
 		end
 		if v ~= nil then
 			args[e.name] = v
@@ -151,7 +152,7 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 			args[e.name] = nil
 		end
 	end
-	if e.type == "node" and implied then
+	if et == "node" and implied then
 		args[e.name] = { implied }
 		if match_from(elems, argv, n, implied, misses, args, ei + 1, ti) then return true end
 		args[e.name] = nil
@@ -161,9 +162,11 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 	return false
 end
 
-local function match(elems, argv, implied, misses)
+-- from: 2 when argv[1] is known to be the pattern's first word (as for the
+-- commands by_verb lists under it), else 1.
+local function match(elems, argv, implied, misses, from)
 	local args = {}
-	if match_from(elems, argv, #argv, implied, misses, args, 1, 1) then return args end
+	if match_from(elems, argv, #argv, implied, misses, args, from, from) then return args end
 	return nil
 end
 
@@ -733,12 +736,13 @@ end
 resolve = function(argv, context, node)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
-	local list = verb_index()[slower(argv[1])] or {}
+	local list = (by_verb or verb_index())[slower(argv[1])] or {}
 	local c, args
 	local misses = {}
-	for _, cand in ipairs(list) do
-		if visible(cand, context) then
-			args = match(cand.elems, argv, node, misses)
+	for i = 1, #list do	-- a list of ours: no holes
+		local cand = list[i]
+		if cand.contexts[context] or visible(cand, context) then
+			args = match(cand.elems, argv, node, misses, 2)
 			if args then c = cand break end
 		end
 	end
@@ -760,7 +764,7 @@ resolve = function(argv, context, node)
 			local argv2 = {}
 			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
 			for _, cand in ipairs(cands) do
-				if match(cand.elems, argv2, node) then
+				if match(cand.elems, argv2, node, nil, 1) then
 					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
 				end
 			end
