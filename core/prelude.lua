@@ -715,7 +715,8 @@ local function sweep()
 end
 
 -- The command a line (argv) names in context, node the implied node: c,
--- args, nodes, role; or nil and why.
+-- args, nodes, role; or nil and why.  verb: argv[1] in lower case, if the
+-- caller has it.
 local function verb_index()
 	if by_verb then return by_verb end
 	by_verb = {}
@@ -733,10 +734,10 @@ local function verb_index()
 	return by_verb
 end
 
-resolve = function(argv, context, node)
+resolve = function(argv, context, node, verb)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
-	local list = (by_verb or verb_index())[slower(argv[1])] or {}
+	local list = (by_verb or verb_index())[verb or slower(argv[1])] or {}
 	local c, args
 	local misses = {}
 	for i = 1, #list do	-- a list of ours: no holes
@@ -788,11 +789,12 @@ end
 -- A command line: ctx is what its run will see (core/dialplan.c makes it),
 -- argv its words, text the line, session the conversation it came from.
 local function dispatch(ctx, argv, text, session)
-	if slower(argv[1]) == "confirm" then
+	local verb = slower(argv[1])
+	if verb == "confirm" then
 		if #argv ~= 2 then return fail("usage: confirm <code>") end
 		return confirm(ctx, session, argv[2])
 	end
-	local c, args, nodes, role = resolve(argv, ctx.context, ctx.node)
+	local c, args, nodes, role = resolve(argv, ctx.context, ctx.node, verb)
 	if not c then return fail(args) end
 	-- The role, and the rules for this command, its nodes and where it was
 	-- sent (the C side logs a refusal and keeps it for the audit log).
