@@ -227,22 +227,31 @@ static int
 l_resolve(lua_State *L)
 {
 	const char *tok = luaL_checkstring(L, 1);
-	int glob = strpbrk(tok, "*?[") != NULL, n = 0;
+	int glob = strpbrk(tok, "*?[") != NULL, all = strcmp(tok, "all") == 0, n = 0;
 	const char *group = strncmp(tok, "group:", 6) == 0 ? tok + 6 : NULL;
+	struct sb_node *node;
 
+	if (!glob && !all && group == NULL) {	/* a name: one node at most */
+		if ((node = sb_node_find(tok)) == NULL) {
+			lua_pushnil(L);
+			return 1;
+		}
+		lua_createtable(L, 1, 0);
+		lua_pushstring(L, node->name);
+		lua_rawseti(L, -2, 1);
+		return 1;
+	}
 	lua_newtable(L);
 	for (size_t i = 0; i < sb_node_count(); i++) {
-		struct sb_node *node = sb_node_at(i);
 		int hit;
 
+		node = sb_node_at(i);
 		if (group)
 			hit = sb_node_in_group(node, group);
-		else if (strcmp(tok, "all") == 0)
+		else if (all)
 			hit = 1;
-		else if (glob)
-			hit = sb_glob(tok, node->name);
 		else
-			hit = strcmp(tok, node->name) == 0;
+			hit = sb_glob(tok, node->name);
 		if (hit) {
 			lua_pushstring(L, node->name);
 			lua_rawseti(L, -2, ++n);
