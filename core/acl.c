@@ -6,6 +6,7 @@
  * fast its commands may come.  Who asks and what runs is the dispatcher's
  * business (dispatch.c, the prelude); this file only answers.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,10 @@ static struct crule *crules;
 static size_t ncrules;
 static struct bucket *buckets;
 static size_t nbuckets;
+/* Identities to buckets[] (index + 1; 0: a free slot), open addressing,
+ * at most half full: every command spends a token of its sender's. */
+static size_t *bidx;
+static size_t bidx_size;
 static double rate_rate = 2.0;
 static int rate_burst;			/* 0 (off) until configured */
 
@@ -354,6 +359,51 @@ fail:
 
 /* ---- the rate limit ---- */
 
+static size_t
+id_hash(const char *s)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h;
+}
+
+static void
+bidx_add(size_t i)
+{
+	size_t h = id_hash(buckets[i].identity) & (bidx_size - 1);
+
+	while (bidx[h])
+		h = (h + 1) & (bidx_size - 1);
+	bidx[h] = i + 1;
+}
+
+/* Make the index anew for n buckets (as the table shrank, or grew past
+ * half of it). */
+static void
+bidx_make(size_t n)
+{
+	free(bidx);
+	for (bidx_size = 16; bidx_size < n * 2; bidx_size <<= 1)
+		;
+	bidx = sb_calloc(bidx_size, sizeof(*bidx));
+	for (size_t i = 0; i < nbuckets; i++)
+		bidx_add(i);
+}
+
+static struct bucket *
+bucket_find(const char *identity)
+{
+	if (bidx == NULL)
+		return NULL;
+	for (size_t h = id_hash(identity) & (bidx_size - 1); bidx[h];
+	    h = (h + 1) & (bidx_size - 1))
+		if (strcmp(buckets[bidx[h] - 1].identity, identity) == 0)
+			return &buckets[bidx[h] - 1];
+	return NULL;
+}
+
 void
 sb_acl_rate_set(double rate, int burst)
 {
@@ -362,6 +412,9 @@ sb_acl_rate_set(double rate, int burst)
 	free(buckets);
 	buckets = NULL;
 	nbuckets = 0;
+	free(bidx);
+	bidx = NULL;
+	bidx_size = 0;
 	prune_at = MAX_BUCKETS;
 	rate_rate = rate > 0 ? rate : 1.0;
 	rate_burst = burst > 0 ? burst : 0;
@@ -400,6 +453,7 @@ prune(double now)
 			buckets[j++] = buckets[i];
 	}
 	nbuckets = j;
+	bidx_make(nbuckets);
 }
 
 int
@@ -412,10 +466,7 @@ sb_acl_rate(const char *identity, double now, double *wait)
 	/* The control socket is mode 0600: whoever reaches it is trusted. */
 	if (rate_burst == 0 || strncmp(identity, "console:", 8) == 0)
 		return SB_RATE_OK;
-	for (size_t i = 0; i < nbuckets && b == NULL; i++)
-		if (strcmp(buckets[i].identity, identity) == 0)
-			b = &buckets[i];
-	if (b == NULL) {
+	if ((b = bucket_find(identity)) == NULL) {
 		/* Prune when the table doubled since the last time, so that a
 		 * crowd of new identities costs linear time, not quadratic. */
 		if (nbuckets >= prune_at) {
@@ -428,6 +479,10 @@ sb_acl_rate(const char *identity, double now, double *wait)
 		b->tokens = rate_burst;
 		b->last = now;
 		b->limited = 0;
+		if (nbuckets * 2 > bidx_size)
+			bidx_make(nbuckets);
+		else
+			bidx_add(nbuckets - 1);
 	}
 	refill(b, now);
 	/* An over-limit spell lasts until the bucket is full again: a flood

@@ -230,22 +230,31 @@ static int
 l_resolve(lua_State *L)
 {
 	const char *tok = luaL_checkstring(L, 1);
-	int glob = strpbrk(tok, "*?[") != NULL, n = 0;
+	int glob = strpbrk(tok, "*?[") != NULL, all = strcmp(tok, "all") == 0, n = 0;
 	const char *group = strncmp(tok, "group:", 6) == 0 ? tok + 6 : NULL;
+	struct sb_node *node;
 
+	if (!glob && !all && group == NULL) {	/* a name: one node at most */
+		if ((node = sb_node_find(tok)) == NULL) {
+			lua_pushnil(L);
+			return 1;
+		}
+		lua_createtable(L, 1, 0);
+		lua_pushstring(L, node->name);
+		lua_rawseti(L, -2, 1);
+		return 1;
+	}
 	lua_newtable(L);
 	for (size_t i = 0; i < sb_node_count(); i++) {
-		struct sb_node *node = sb_node_at(i);
 		int hit;
 
+		node = sb_node_at(i);
 		if (group)
 			hit = sb_node_in_group(node, group);
-		else if (strcmp(tok, "all") == 0)
+		else if (all)
 			hit = 1;
-		else if (glob)
-			hit = sb_glob(tok, node->name);
 		else
-			hit = strcmp(tok, node->name) == 0;
+			hit = sb_glob(tok, node->name);
 		if (hit) {
 			lua_pushstring(L, node->name);
 			lua_rawseti(L, -2, ++n);
@@ -392,14 +401,15 @@ l_acl_check(lua_State *L)
 	int own = role ? sb_acl_level(role) : -1;
 	int record = lua_toboolean(L, 5);
 	struct run *r = record ? run_of(L) : NULL;
-	const char **nodes = NULL;
+	const char *few[8], **nodes = NULL;	/* few: most commands name a node or two */
 	size_t n = 0;
 	char msg[512];
-	int rc;
+	int ok;
 
-	who_from(L, 1, &who);
+	luaL_checktype(L, 1, LUA_TTABLE);
 	if (lua_isboolean(L, 3) || lua_isnoneornil(L, 3)) {
 		if (!record) {
+			who_from(L, 1, &who);
 			lua_pushboolean(L, may_anywhere(&who, command, lua_toboolean(L, 3), own));
 			return 1;
 		}
@@ -408,38 +418,45 @@ l_acl_check(lua_State *L)
 		n = (size_t)luaL_len(L, 3);
 		if (n > 100000)
 			return luaL_error(L, "acl_check: too many nodes");
-		nodes = sb_calloc(n + 1, sizeof(*nodes));
+		nodes = n < SB_ARRAY_LEN(few) ? few : sb_calloc(n + 1, sizeof(*nodes));
 		for (size_t i = 0; i < n; i++) {
 			lua_rawgeti(L, 3, (lua_Integer)i + 1);
 			nodes[i] = lua_tostring(L, -1);	/* borrowed from the table */
 			lua_pop(L, 1);
 			if (nodes[i] == NULL) {
-				free(nodes);
+				if (nodes != few)
+					free(nodes);
 				return luaL_error(L, "acl_check: nodes must be names");
 			}
 		}
 	}
 	if (r == NULL || r->cmd == NULL) {
-		rc = sb_acl_check(&who, command, nodes, n, own, role, NULL);
-		free(nodes);
-		lua_pushboolean(L, rc == SB_ACL_ALLOW);
-		return 1;
-	}
-	if (n) {
-		struct sb_buf b = { 0 };
+		who_from(L, 1, &who);
+		ok = sb_acl_check(&who, command, nodes, n, own, role, NULL) == SB_ACL_ALLOW;
+	} else {
+		/* A command's run: the command itself says who asks, as the
+		 * dispatcher saw it; the table is not read. */
+		if (n == 1)
+			sb_cmd_set_nodes(r->cmd, nodes[0]);
+		else if (n > 1) {
+			struct sb_buf b = { 0 };
 
-		for (size_t i = 0; i < n; i++)
-			sb_buf_printf(&b, "%s%s", i ? "," : "", nodes[i]);
-		sb_cmd_set_nodes(r->cmd, b.buf);
-		sb_buf_free(&b);
+			for (size_t i = 0; i < n; i++) {
+				if (i)
+					sb_buf_add(&b, ",", 1);
+				sb_buf_puts(&b, nodes[i]);
+			}
+			sb_cmd_set_nodes(r->cmd, b.buf);
+			sb_buf_free(&b);
+		}
+		ok = sb_cmd_allowed(r->cmd, command, nodes, n, own, role, r->cmd->line, msg,
+		    sizeof(msg)) == 0;
 	}
-	rc = sb_cmd_allowed(r->cmd, command, nodes, n, own, role, r->cmd->line, msg, sizeof(msg));
-	free(nodes);
-	if (rc == 0) {
-		lua_pushboolean(L, 1);
+	if (nodes != few)
+		free(nodes);
+	lua_pushboolean(L, ok);
+	if (ok || r == NULL || r->cmd == NULL)
 		return 1;
-	}
-	lua_pushboolean(L, 0);
 	lua_pushstring(L, msg);
 	return 2;
 }
@@ -907,9 +924,17 @@ channel_context(const char *channel, int group)
 	return group ? ch->group_context : ch->context;
 }
 
+/*
+ * The prelude's dispatch(ctx, argv, text, session).  ctx is the table the
+ * command's run gets (doc/scripting.md lists its fields), made here once:
+ * the prelude matches the line with it and hands it on as it is.
+ */
 static int
 dp_dispatch(struct sb_cmd *cmd, void *ud)
 {
+	/* Where it counts as coming from ("as ... on ... in ..." may say
+	 * otherwise than the message): for contexts and rules. */
+	const char *channel = cmd->channel ? cmd->channel : cmd->msg->channel;
 	struct run *r;
 	lua_State *co;
 
@@ -919,20 +944,14 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	r = run_new(cur, cmd);
 	co = r->co;
 	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
-	lua_createtable(co, 0, 12);
-	push_strings(co, cmd->argv, (size_t)cmd->argc);
-	lua_setfield(co, -2, "argv");
-	lua_pushstring(co, cmd->line);
-	lua_setfield(co, -2, "text");
+	lua_createtable(co, 0, 9);
 	lua_pushstring(co, cmd->identity);
 	lua_setfield(co, -2, "identity");
 	lua_pushstring(co, cmd->role);
 	lua_setfield(co, -2, "role");
 	lua_pushinteger(co, cmd->level);
 	lua_setfield(co, -2, "level");
-	/* Where it counts as coming from ("as ... on ... in ..." may say
-	 * otherwise than the message): for contexts and rules. */
-	lua_pushstring(co, cmd->channel ? cmd->channel : cmd->msg->channel);
+	lua_pushstring(co, channel);
 	lua_setfield(co, -2, "channel");
 	lua_pushstring(co, cmd->group ? "group" : "direct");
 	lua_setfield(co, -2, "kind");
@@ -940,16 +959,18 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 		lua_pushstring(co, cmd->room);
 		lua_setfield(co, -2, "room");
 	}
-	lua_pushstring(co, channel_context(cmd->channel ? cmd->channel : cmd->msg->channel,
-	    cmd->group));
-	lua_setfield(co, -2, "context");
-	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
-	lua_setfield(co, -2, "session");
 	if (cmd->msg->node) {
 		lua_pushstring(co, cmd->msg->node);
 		lua_setfield(co, -2, "node");
 	}
-	resume_run(r, 1);
+	lua_pushcfunction(co, l_reply);		/* the global reply */
+	lua_setfield(co, -2, "reply");
+	lua_pushstring(co, channel_context(channel, cmd->group));
+	lua_setfield(co, -2, "context");
+	push_strings(co, cmd->argv, (size_t)cmd->argc);
+	lua_pushstring(co, cmd->line);
+	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
+	resume_run(r, 4);
 	return 1;
 }
 

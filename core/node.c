@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@
 
 static struct sb_node **nodes;
 static size_t nnodes;
+/* Names to nodes[] (index + 1; 0: a free slot), open addressing, made with
+ * the list: every command looks its nodes up by name, in farms of
+ * thousands. */
+static size_t *byname;
+static size_t byname_mask;
 
 static sb_policy_fn *policy;
 static void *policy_ud;
@@ -98,12 +104,43 @@ sb_node_unobserve(sb_node_observer_fn *fn, void *ud)
 		}
 }
 
+static size_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h;
+}
+
+static void
+byname_make(void)
+{
+	size_t size = 8;
+
+	free(byname);
+	while (size < nnodes * 2)
+		size <<= 1;
+	byname = sb_calloc(size, sizeof(*byname));
+	byname_mask = size - 1;
+	for (size_t i = 0; i < nnodes; i++) {
+		size_t h = name_hash(nodes[i]->name) & byname_mask;
+
+		while (byname[h])
+			h = (h + 1) & byname_mask;
+		byname[h] = i + 1;
+	}
+}
+
 struct sb_node *
 sb_node_find(const char *name)
 {
-	for (size_t i = 0; i < nnodes; i++)
-		if (strcmp(nodes[i]->name, name) == 0)
-			return nodes[i];
+	if (byname == NULL)
+		return NULL;
+	for (size_t h = name_hash(name) & byname_mask; byname[h]; h = (h + 1) & byname_mask)
+		if (strcmp(nodes[byname[h] - 1]->name, name) == 0)
+			return nodes[byname[h] - 1];
 	return NULL;
 }
 
@@ -394,6 +431,7 @@ sb_nodes_apply(const struct sb_node_conf *c, size_t count, char *err, size_t err
 	free(fresh);
 	nodes = next;
 	nnodes = count;
+	byname_make();
 	for (size_t i = 0; i < nnodes; i++)
 		schedule(nodes[i], i, nnodes);
 	return 0;
@@ -407,6 +445,8 @@ sb_nodes_clear(void)
 	free(nodes);
 	nodes = NULL;
 	nnodes = 0;
+	free(byname);
+	byname = NULL;
 	free(observers);
 	observers = NULL;
 	nobservers = 0;

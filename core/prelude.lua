@@ -28,6 +28,9 @@ local STATES = { ok = true, warning = true, critical = true, off = true,
 local SEVERITY = { info = 1, warning = 2, critical = 3 }
 
 local commands = {}	-- in registration order
+-- Commands by their first word, most specific (most words) first: built
+-- on the first command after a registration (verb_index).
+local by_verb
 local includes = {}	-- context name -> { included context names }
 local routes = {}
 local policy_fn = nil
@@ -63,6 +66,7 @@ end
 -- ---------------------------------------------------------------- patterns
 
 local TYPES = { word = true, number = true, node = true, rest = true }
+local sb_resolve = sb.resolve
 
 local function parse_pattern(pat)
 	local elems, nlit = {}, 0
@@ -124,21 +128,21 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 		return argv[ti] ~= nil and slower(argv[ti]) == e.literal and
 			match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1)
 	end
-	local tok = argv[ti]
+	local tok, et = argv[ti], e.type
 	if tok ~= nil then
 		local v
-		if e.type == "rest" then
+		if et == "node" then	-- the most common first
+			v = sb_resolve(tok)
+			if v == nil and misses then misses[#misses + 1] = tok end
+		elseif et == "rest" then
 			args[e.name] = tconcat(argv, " ", ti, n)
 			return true
-		elseif e.type == "number" then
+		elseif et == "number" then
 			v = tonumber(tok)
-		elseif e.type == "word" then
+		elseif et == "word" then
 			v = tok
-		elseif e.type == "choice" then
+		elseif et == "choice" then
 			v = e.choices[slower(tok)] and slower(tok) or nil
-		elseif e.type == "node" then
-			v = sb.resolve(tok)
-			if v == nil and misses then misses[#misses + 1] = tok end
 		end
 		if v ~= nil then
 			args[e.name] = v
@@ -148,7 +152,7 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 			args[e.name] = nil
 		end
 	end
-	if e.type == "node" and implied then
+	if et == "node" and implied then
 		args[e.name] = { implied }
 		if match_from(elems, argv, n, implied, misses, args, ei + 1, ti) then return true end
 		args[e.name] = nil
@@ -158,9 +162,11 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 	return false
 end
 
-local function match(elems, argv, implied, misses)
+-- from: 2 when argv[1] is known to be the pattern's first word (as for the
+-- commands by_verb lists under it), else 1.
+local function match(elems, argv, implied, misses, from)
 	local args = {}
-	if match_from(elems, argv, #argv, implied, misses, args, 1, 1) then return args end
+	if match_from(elems, argv, #argv, implied, misses, args, from, from) then return args end
 	return nil
 end
 
@@ -610,13 +616,9 @@ local function run_one(c, ctx, args)
 	return true, tostring(res)
 end
 
--- Run a matched command; fans out over several nodes unless it is multi.
-local function execute(c, req, args, nodes)
-	local ctx = {
-		identity = req.identity, role = req.role, level = req.level,
-		channel = req.channel, kind = req.kind, room = req.room, node = req.node,
-		reply = sb.reply, context = req.context,
-	}
+-- Run a matched command with its ctx; fans out over several nodes unless
+-- it is multi.
+local function execute(c, ctx, args, nodes)
 	if c.node_arg and nodes and not c.multi then
 		if #nodes == 1 then
 			args[c.node_arg] = nodes[1]
@@ -658,10 +660,10 @@ end
 
 local resolve	-- below: the matching half of dispatch
 
-local function confirm(req, code)
+local function confirm(ctx, session, code)
 	local p = pending[code and supper(code) or ""]
 	if not p then return fail("unknown or already used confirmation code") end
-	if p.identity ~= req.identity or p.channel ~= req.channel or p.session ~= req.session then
+	if p.identity ~= ctx.identity or p.channel ~= ctx.channel or p.session ~= session then
 		return fail("that code was issued to another conversation")
 	end
 	pending[supper(code)] = nil
@@ -669,18 +671,15 @@ local function confirm(req, code)
 	if p.argv then
 		-- Issued before a dialplan reload: match the line again against
 		-- today's commands (which may have changed or gone).
-		local r = {}
-		for k, v in pairs(req) do r[k] = v end
-		r.argv, r.text, r.node, r.context = p.argv, p.text, p.node, p.context
-		local c, args, nodes, role = resolve(r)
+		local c, args, nodes, role = resolve(p.argv, p.context, p.node)
 		if not c then return fail(sfmt("'%s' no longer runs as it did: %s", p.text, args)) end
 		p = { cmd = c, args = args, nodes = nodes, role = role }
 	end
 	-- The rules again: a reload may have changed them since the code was
 	-- given; and the audit log learns the nodes.
-	local ok, why = sb.acl_check(req, p.cmd.name, p.nodes, p.role, true)
+	local ok, why = sb.acl_check(ctx, p.cmd.name, p.nodes, p.role, true)
 	if not ok then return fail(why) end
-	return execute(p.cmd, req, p.args, p.nodes)
+	return execute(p.cmd, ctx, p.args, p.nodes)
 end
 
 -- A reload hands the codes still pending to the new dialplan as plain
@@ -715,11 +714,9 @@ local function sweep()
 	end
 end
 
--- The command a request names: c, args, nodes, role; or nil and why.
--- Commands by their first word, most specific (most words) first: built
--- on the first command after a registration.
-local by_verb
-
+-- The command a line (argv) names in context, node the implied node: c,
+-- args, nodes, role; or nil and why.  verb: argv[1] in lower case, if the
+-- caller has it.
 local function verb_index()
 	if by_verb then return by_verb end
 	by_verb = {}
@@ -737,16 +734,16 @@ local function verb_index()
 	return by_verb
 end
 
-resolve = function(req)
-	local argv = req.argv
+resolve = function(argv, context, node, verb)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
-	local list = verb_index()[slower(argv[1])] or {}
+	local list = (by_verb or verb_index())[verb or slower(argv[1])] or {}
 	local c, args
 	local misses = {}
-	for _, cand in ipairs(list) do
-		if visible(cand, req.context) then
-			args = match(cand.elems, argv, req.node, misses)
+	for i = 1, #list do	-- a list of ours: no holes
+		local cand = list[i]
+		if cand.contexts[context] or visible(cand, context) then
+			args = match(cand.elems, argv, node, misses, 2)
 			if args then c = cand break end
 		end
 	end
@@ -754,7 +751,7 @@ resolve = function(req)
 	if not c then
 		cands = {}
 		for _, cand in ipairs(list) do
-			if visible(cand, req.context) then cands[#cands + 1] = cand end
+			if visible(cand, context) then cands[#cands + 1] = cand end
 		end
 		if #cands == 0 then
 			return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
@@ -768,7 +765,7 @@ resolve = function(req)
 			local argv2 = {}
 			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
 			for _, cand in ipairs(cands) do
-				if match(cand.elems, argv2, req.node) then
+				if match(cand.elems, argv2, node, nil, 1) then
 					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
 				end
 			end
@@ -778,7 +775,7 @@ resolve = function(req)
 		local u = {}
 		for _, cand in ipairs(cands) do u[#u + 1] = usage(cand) end
 		local hint = ""
-		if not req.node then
+		if not node then
 			for _, cand in ipairs(cands) do
 				if cand.node_arg then hint = " (name the node)" break end
 			end
@@ -789,28 +786,30 @@ resolve = function(req)
 	return c, args, c.node_arg and args[c.node_arg] or nil, role
 end
 
-local function dispatch(req)
-	local argv = req.argv
-	if slower(argv[1]) == "confirm" then
+-- A command line: ctx is what its run will see (core/dialplan.c makes it),
+-- argv its words, text the line, session the conversation it came from.
+local function dispatch(ctx, argv, text, session)
+	local verb = slower(argv[1])
+	if verb == "confirm" then
 		if #argv ~= 2 then return fail("usage: confirm <code>") end
-		return confirm(req, argv[2])
+		return confirm(ctx, session, argv[2])
 	end
-	local c, args, nodes, role = resolve(req)
+	local c, args, nodes, role = resolve(argv, ctx.context, ctx.node, verb)
 	if not c then return fail(args) end
 	-- The role, and the rules for this command, its nodes and where it was
 	-- sent (the C side logs a refusal and keeps it for the audit log).
-	local ok, why = sb.acl_check(req, c.name, nodes, role, true)
+	local ok, why = sb.acl_check(ctx, c.name, nodes, role, true)
 	if not ok then return fail(why) end
 	if wants_confirm(c, args) then
 		sweep()
 		local code
 		repeat code = sb.random_code() until pending[code] == nil
 		pending[code] = {
-			cmd = c, args = args, nodes = nodes, role = role, identity = req.identity,
-			channel = req.channel, session = req.session,
+			cmd = c, args = args, nodes = nodes, role = role, identity = ctx.identity,
+			channel = ctx.channel, session = session,
 			expires = ostime() + sb.confirm_timeout,
 			-- for a reload: the line itself, to be matched again
-			argv = argv, text = req.text, node = req.node, context = req.context,
+			argv = argv, text = text, node = ctx.node, context = ctx.context,
 		}
 		local scope = ""
 		if nodes and #nodes > 1 then
@@ -819,9 +818,9 @@ local function dispatch(req)
 			scope = sfmt(" Node: %s.", nodes[1])
 		end
 		return true, sfmt("'%s' needs confirmation.%s Send 'confirm %s' within %d s.",
-			req.text, scope, code, sb.confirm_timeout), code
+			text, scope, code, sb.confirm_timeout), code
 	end
-	return execute(c, req, args, nodes)
+	return execute(c, ctx, args, nodes)
 end
 
 local function policy(node, r)

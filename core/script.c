@@ -528,11 +528,78 @@ static int s_rep(lua_State *L)
 	return orig(L);
 }
 
+/*
+ * string.format's plain cases, "%s" of a string and "%d" of an integer
+ * (what nearly every reply is made of), built here: the same bytes as
+ * lstrlib's str_format, without the protected call orig makes, the
+ * metamethod look-up per "%s" and a printf per "%d".  0 (the stack
+ * untouched) for anything else: flags, widths, other conversions, other
+ * types, a missing argument; the real function does those and says what
+ * is wrong.
+ */
+static int format_plain(lua_State *L)
+{
+	size_t lf, ls;
+	const char *f, *fe, *p, *s;
+	int top = lua_gettop(L), arg = 1;
+	luaL_Buffer b;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return 0;
+	f = lua_tolstring(L, 1, &lf);
+	fe = f + lf;
+	for (p = f; p < fe; p++) {	/* check it all first: no buffer to undo */
+		if (*p != '%')
+			continue;
+		if (++p == fe)
+			return 0;
+		if (*p == '%')
+			continue;
+		if (++arg > top)
+			return 0;
+		if (!(*p == 's' && lua_type(L, arg) == LUA_TSTRING) &&
+		    !(*p == 'd' && lua_isinteger(L, arg)))
+			return 0;
+	}
+	luaL_buffinit(L, &b);
+	for (p = f, arg = 1; p < fe; ) {
+		const char *q = memchr(p, '%', (size_t)(fe - p));
+		char num[24], *n = num + sizeof(num);
+		lua_Integer v;
+		lua_Unsigned u;
+
+		if (q == NULL) {
+			luaL_addlstring(&b, p, (size_t)(fe - p));
+			break;
+		}
+		luaL_addlstring(&b, p, (size_t)(q - p));
+		p = q + 2;
+		if (q[1] == '%') {
+			luaL_addchar(&b, '%');
+		} else if (q[1] == 's') {
+			s = lua_tolstring(L, ++arg, &ls);
+			luaL_addlstring(&b, s, ls);
+		} else {
+			v = lua_tointeger(L, ++arg);
+			u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+			do
+				*--n = (char)('0' + u % 10);
+			while ((u /= 10) != 0);
+			if (v < 0)
+				*--n = '-';
+			luaL_addlstring(&b, n, (size_t)(num + sizeof(num) - n));
+		}
+	}
+	luaL_pushresult(&b);
+	return 1;
+}
+
 static int s_format(lua_State *L)
 {
 	size_t max = sb_lua_from(L)->lim.str_max;
 
-	orig(L);
+	if (!format_plain(L))
+		orig(L);
 	if (lua_rawlen(L, -1) > max)
 		return luaL_error(L, "string.format: result longer than %I bytes", (lua_Integer)max);
 	return 1;
@@ -898,6 +965,10 @@ struct sb_lua *sb_lua_new(const struct sb_lua_limits *lim)
 		return NULL;
 	}
 	lua_sethook(sb->L, hook, LUA_MASKCOUNT, sb->step);
+	/* Most of what a command allocates (its request, arguments, context,
+	 * node snapshots, strings) is garbage when it returns: a generational
+	 * collector frees that young and seldom walks the old dialplan. */
+	lua_gc(sb->L, LUA_GCGEN, 0, 0);
 	return sb;
 }
 

@@ -757,6 +757,25 @@ test_prelude_ignores_script_globals(void **state)
 	expect("test:viewer", "describe db vcore warning", "vcore 1.2 V (warning <= 1.1)", DONE);
 }
 
+/* A command registered once commands have run (here by a command) is
+ * found; and the prelude's index of commands is its own, not a global of
+ * the scripts'. */
+static void
+test_command_registered_late(void **state)
+{
+	char err[1024] = "";
+
+	(void)state;
+	write_file("zz_late.lua", "by_verb = 'mine'\n"
+	    "command \"teach\" { run = function()\n"
+	    "	command \"taught\" { run = function() return 'learnt' end }\n"
+	    "	return by_verb end }\n");
+	assert_int_equal(sb_dialplan_reload(err, sizeof(err)), 0);
+	expect("test:viewer", "echo hi", "word=hi", DONE);
+	expect("test:viewer", "teach", "mine", DONE);
+	expect("test:viewer", "taught", "learnt", DONE);
+}
+
 /* ---- roles ---------------------------------------------------------------- */
 
 static void
@@ -1200,6 +1219,7 @@ main(void)
 		T(test_contexts),
 		T(test_commands_by_level),
 		T(test_prelude_ignores_script_globals),
+		T(test_command_registered_late),
 		T(test_roles),
 		T(test_role_by_argument),
 		T(test_confirm_flow),

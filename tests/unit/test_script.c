@@ -258,6 +258,44 @@ static void test_patterns_still_work(void **state)
 	    "assert(not ok and e:find('unfinished capture'))\n");
 }
 
+/*
+ * string.format builds "%s" of strings and "%d" of integers itself
+ * (script.c's format_plain) and leaves the rest to lstrlib: either way the
+ * bytes must be lstrlib's, and so must what fails.  The reference is a
+ * plain Lua state's string.format.
+ */
+static void test_format_as_lstrlib(void **state)
+{
+	static const char *const cases[] = {
+		"'%s: %s since %s ago - %s', 'web', 'ok', '5s', ''",
+		"'%d nodes: %s', 4, 'ok'", "'%d', math.mininteger", "'%d', math.maxinteger",
+		"'%d|%d', 0, -42", "'%d', 3.0", "'%d', 3.5", "'%d', '7'", "'%s', 12",
+		"'%s', 1.5", "'%s', -0.0", "'100%%'", "'%s%%%s', 'a', 'b'", "'a\\0b%s', 'c\\0d'",
+		"'%5s|%-3d', 'x', 7", "'%s'", "'%'", "'%d %s', 1", "'%s', 'x', 'extra'", "''",
+		"'no conversions'", "'%q', 'x\\n'", "'%x', 255", "'%i', 5", "'%s', true",
+		"'%s', nil", "'%d', nil", "('x'):rep(3000) .. '%s%d', ('y'):rep(3000), 12",
+		"'%s', setmetatable({}, { __tostring = function() return 'T' end })",
+		"'%s %d', 'a'", "42, 1", "'%%%'",
+	};
+	lua_State *ref = luaL_newstate();
+	char code[8192];
+
+	luaL_openlibs(ref);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(code, sizeof(code), "return string.format('%%q', string.format(%s))",
+		    cases[i]);
+		if (luaL_dostring(ref, code) == LUA_OK)
+			snprintf(code, sizeof(code), "assert(string.format(%s) == %s, %d)", cases[i],
+			    lua_tostring(ref, -1), (int)i);
+		else
+			snprintf(code, sizeof(code), "assert(not pcall(string.format, %s), %d)",
+			    cases[i], (int)i);
+		lua_settop(ref, 0);
+		EXPECT_OK(*state, code);
+	}
+	lua_close(ref);
+}
+
 static void test_deep_recursion(void **state)
 {
 	struct sb_lua *big = new_sb(512 << 20, 512 << 20, 100000000, 0);
@@ -657,6 +695,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_string_rep_bomb, setup, teardown),
 		cmocka_unit_test(test_catastrophic_pattern),
 		cmocka_unit_test_setup_teardown(test_patterns_still_work, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format_as_lstrlib, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deep_recursion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forbidden_globals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_binary_chunk_refused, setup, teardown),
