@@ -157,11 +157,7 @@ xl_post_results(struct xlink *l, uint64_t *ids, size_t n, int result)
 static unsigned
 hash(const char *s)
 {
-	unsigned h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % BUCKETS;
+	return sb_strhash(s) % BUCKETS;
 }
 
 static struct pres *

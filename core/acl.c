@@ -6,7 +6,6 @@
  * fast its commands may come.  Who asks and what runs is the dispatcher's
  * business (dispatch.c, the prelude); this file only answers.
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,20 +358,10 @@ fail:
 
 /* ---- the rate limit ---- */
 
-static size_t
-id_hash(const char *s)
-{
-	uint32_t h = 2166136261u;	/* FNV-1a */
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 16777619u;
-	return h;
-}
-
 static void
 bidx_add(size_t i)
 {
-	size_t h = id_hash(buckets[i].identity) & (bidx_size - 1);
+	size_t h = sb_strhash(buckets[i].identity) & (bidx_size - 1);
 
 	while (bidx[h])
 		h = (h + 1) & (bidx_size - 1);
@@ -397,7 +386,7 @@ bucket_find(const char *identity)
 {
 	if (bidx == NULL)
 		return NULL;
-	for (size_t h = id_hash(identity) & (bidx_size - 1); bidx[h];
+	for (size_t h = sb_strhash(identity) & (bidx_size - 1); bidx[h];
 	    h = (h + 1) & (bidx_size - 1))
 		if (strcmp(buckets[bidx[h] - 1].identity, identity) == 0)
 			return &buckets[bidx[h] - 1];

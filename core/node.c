@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,16 +103,6 @@ sb_node_unobserve(sb_node_observer_fn *fn, void *ud)
 		}
 }
 
-static size_t
-name_hash(const char *s)
-{
-	uint32_t h = 2166136261u;	/* FNV-1a */
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 16777619u;
-	return h;
-}
-
 static void
 byname_make(void)
 {
@@ -125,7 +114,7 @@ byname_make(void)
 	byname = sb_calloc(size, sizeof(*byname));
 	byname_mask = size - 1;
 	for (size_t i = 0; i < nnodes; i++) {
-		size_t h = name_hash(nodes[i]->name) & byname_mask;
+		size_t h = sb_strhash(nodes[i]->name) & byname_mask;
 
 		while (byname[h])
 			h = (h + 1) & byname_mask;
@@ -138,7 +127,7 @@ sb_node_find(const char *name)
 {
 	if (byname == NULL)
 		return NULL;
-	for (size_t h = name_hash(name) & byname_mask; byname[h]; h = (h + 1) & byname_mask)
+	for (size_t h = sb_strhash(name) & byname_mask; byname[h]; h = (h + 1) & byname_mask)
 		if (strcmp(nodes[byname[h] - 1]->name, name) == 0)
 			return nodes[byname[h] - 1];
 	return NULL;

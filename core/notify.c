@@ -159,11 +159,7 @@ static void dest_pump(struct dest *);
 static unsigned
 hash_str(const char *s)
 {
-	unsigned h = 2166136261u;
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 16777619u;
-	return h % NBUCKETS;
+	return sb_strhash(s) % NBUCKETS;
 }
 
 static int

@@ -157,6 +157,16 @@ sb_glob(const char *pattern, const char *s)
 	return fnmatch(pattern, s, 0) == 0;
 }
 
+unsigned
+sb_strhash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h;
+}
+
 size_t
 sb_strlcpy(char *dst, const char *src, size_t size)
 {

@@ -34,6 +34,9 @@ void sb_buf_free(struct sb_buf *);
 int sb_glob(const char *pattern, const char *s);
 /* Bounded copy that always terminates; returns strlen(src). */
 size_t sb_strlcpy(char *dst, const char *src, size_t size);
+
+/* FNV-1a of a string, for the hash tables (node names, identities). */
+unsigned sb_strhash(const char *);
 /* Format seconds as "3d4h", "5m12s", "42s". */
 void sb_fmt_duration(char *out, size_t size, long long seconds);
 /* Replace every control character but tab with a space, in place. */
