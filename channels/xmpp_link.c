@@ -86,39 +86,36 @@ xl_unref(struct xlink *l)
 	free(l);
 }
 
-/* Core -> thread. Takes o. */
-void
-xl_push_op(struct xlink *l, struct op *o)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&l->lock);
-	if (l->tail)
-		l->tail->next = o;
-	else
-		l->head = o;
-	l->tail = o;
-	pthread_mutex_unlock(&l->lock);
-	(void)!write(l->efd, &one, sizeof(one));
-}
-
 /* Core -> thread: a chain at once, so that one drain sees all of it.
- * Takes the ops. */
+ * Takes the ops.  Only a push onto an empty queue wakes the thread: a
+ * non-empty one has its wake-up on the way already (drain() reads the
+ * eventfd before it takes the queue), so a burst of replies costs one
+ * write, not one each. */
 void
 xl_push_ops(struct xlink *l, struct op *head, struct op *tail)
 {
 	uint64_t one = 1;
+	int was_empty;
 
 	if (head == NULL)
 		return;
 	pthread_mutex_lock(&l->lock);
+	was_empty = l->head == NULL;
 	if (l->tail)
 		l->tail->next = head;
 	else
 		l->head = head;
 	l->tail = tail;
 	pthread_mutex_unlock(&l->lock);
-	(void)!write(l->efd, &one, sizeof(one));
+	if (was_empty)
+		(void)!write(l->efd, &one, sizeof(one));
+}
+
+/* Core -> thread. Takes o. */
+void
+xl_push_op(struct xlink *l, struct op *o)
+{
+	xl_push_ops(l, o, o);
 }
 
 /* Thread -> core. */
@@ -1484,7 +1481,9 @@ xl_thread_main(void *arg)
 		 * waits for the next call: make it now, not after a poll
 		 * timeout (that cost ~50 ms a connect). */
 		xmpp_run_once(l->ctx, 0);
-		xmpp_run_once(l->ctx, 0);
+		if (l->conn && (!atomic_load(&l->connected) ||
+		    xmpp_conn_send_queue_len(l->conn) > 0))
+			xmpp_run_once(l->ctx, 0);
 		p[1].fd = l->sock;	/* do_connect() above may just have made it */
 		/* What the socket could not take yet goes when it can. */
 		if (l->conn && xmpp_conn_send_queue_len(l->conn) > 0)
@@ -1492,8 +1491,13 @@ xl_thread_main(void *arg)
 		if (poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms())) > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
 			 * shows (libstrophe reads a record in several calls):
-			 * a few extra turns drain them. */
-			for (int i = 0; i < 4; i++)
+			 * a few extra turns drain them.  A plain socket (a
+			 * component's) shows what is left, so one turn, and the
+			 * thread is soon back in poll(), off the core the loop
+			 * thread needs for the command it just posted. */
+			int turns = l->conn && xmpp_conn_is_secured(l->conn) ? 4 : 1;
+
+			for (int i = 0; i < turns; i++)
 				xmpp_run_once(l->ctx, 0);
 		}
 	}
