@@ -205,7 +205,6 @@ sb_cmd_done(struct sb_cmd *cmd, int ok, const char *text)
 {
 	if (cmd->done)
 		return;
-	record(cmd, ok, text);
 	cmd->done = 1;
 	/* A command that made a promise (notify() accepted an event) says it
 	 * is done only once that is on disk: a crash in between must not
@@ -213,13 +212,18 @@ sb_cmd_done(struct sb_cmd *cmd, int ok, const char *text)
 	if (sb_store_has_urgent()) {
 		struct deferred *d = sb_calloc(1, sizeof(*d));
 
+		record(cmd, ok, text);
 		d->cmd = cmd;
 		d->ok = ok;
 		d->text = sb_strdup(text);
 		sb_store_when_committed(answer_after_commit, d);
 		return;
 	}
+	/* The answer first, then its audit row (committed lazily, within
+	 * 100 ms, like every row nobody waits for): the insert is off the
+	 * reply's path, and the channel's thread sends while it runs. */
 	send_reply(cmd, text, SB_REPLY_DONE | (ok ? 0 : SB_REPLY_FAIL));
+	record(cmd, ok, text);
 	cmd_free(cmd);
 }
 
