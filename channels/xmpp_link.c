@@ -1439,6 +1439,8 @@ xl_thread_main(void *arg)
 	struct xlink *l = arg;
 	xmpp_log_t log = { .handler = xlog, .userdata = l };
 
+	int work = 1;	/* the core's eventfd fired, or the wait timed out */
+
 	tl_link = l;
 	l->ctx = xmpp_ctx_new(NULL, &log);
 	l->sock = -1;
@@ -1448,6 +1450,7 @@ xl_thread_main(void *arg)
 			{ .fd = l->sock, .events = POLLIN },
 		};
 		uint64_t now = now_ms();
+		int n;
 
 		if (!l->active && now >= l->next_connect)
 			do_connect(l);
@@ -1475,12 +1478,17 @@ xl_thread_main(void *arg)
 				}
 			}
 		}
-		drain(l);
+		if (work)
+			drain(l);
 		/* xmpp_run_once() first sends what is queued, then reads; what
 		 * the reading queues (the next step of a handshake, an answer)
 		 * waits for the next call: make it now, not after a poll
-		 * timeout (that cost ~50 ms a connect). */
-		xmpp_run_once(l->ctx, 0);
+		 * timeout (that cost ~50 ms a connect).  After a wake by the
+		 * socket alone, the turn below has read already: another is
+		 * needed only for what that queued. */
+		if (work || !atomic_load(&l->connected) ||
+		    (l->conn && xmpp_conn_send_queue_len(l->conn) > 0))
+			xmpp_run_once(l->ctx, 0);
 		if (l->conn && (!atomic_load(&l->connected) ||
 		    xmpp_conn_send_queue_len(l->conn) > 0))
 			xmpp_run_once(l->ctx, 0);
@@ -1488,7 +1496,9 @@ xl_thread_main(void *arg)
 		/* What the socket could not take yet goes when it can. */
 		if (l->conn && xmpp_conn_send_queue_len(l->conn) > 0)
 			p[1].events |= POLLOUT;
-		if (poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms())) > 0 && p[1].revents) {
+		n = poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms()));
+		work = n <= 0 || p[0].revents;
+		if (n > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
 			 * shows (libstrophe reads a record in several calls):
 			 * a few extra turns drain them.  A plain socket (a
