@@ -7,6 +7,7 @@
  * stdin, answering each with one JSON line on stdout:
  *
  *   lat JID N BODY        N messages one at a time: round-trip percentiles
+ *                         and every round trip (ms, sorted)
  *   tput JID N K BODY     N messages, K in flight: replies per second
  *   seen JID              when JID's first available presence came
  *   count DOMAIN N SECS   when N JIDs of DOMAIN had been seen available
@@ -115,9 +116,12 @@ finish(void)
 {
 	if (mode == LAT) {
 		qsort(rtt, total, sizeof(double), cmp_double);
-		printf("{\"n\":%ld,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}\n", total,
-		    pct(rtt, total, .5), pct(rtt, total, .9), pct(rtt, total, .99),
+		printf("{\"n\":%ld,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"ms\":[",
+		    total, pct(rtt, total, .5), pct(rtt, total, .9), pct(rtt, total, .99),
 		    rtt[total - 1] * 1000);
+		for (long i = 0; i < total; i++)	/* every round trip, for merging */
+			printf("%s%.3f", i ? "," : "", rtt[i] * 1000);
+		printf("]}\n");
 		free(rtt);
 		rtt = NULL;
 	} else if (mode == TPUT) {
