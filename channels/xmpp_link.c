@@ -248,7 +248,15 @@ add_text_child(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name, const c
 static void
 send_stanza(struct xlink *l, xmpp_stanza_t *s)
 {
-	xmpp_send(l->conn, s);
+	char *text;
+	size_t len;
+
+	if (l->batching && xmpp_stanza_to_text(s, &text, &len) == XMPP_EOK) {
+		sb_buf_add(&l->out, text, len);
+		xmpp_free(l->ctx, text);
+	} else {
+		xmpp_send(l->conn, s);
+	}
 	xmpp_stanza_release(s);
 	atomic_fetch_add(&l->stanzas_out, 1);
 }
@@ -1281,6 +1289,13 @@ drain(struct xlink *l)
 	o = l->head;
 	l->head = l->tail = NULL;
 	pthread_mutex_unlock(&l->lock);
+	/*
+	 * A component's stanzas of one drain leave in one write: a burst of
+	 * replies or presences is one read for the server, not one each.
+	 * Not for a client: with stream management (XEP-0198) libstrophe
+	 * counts what it sends one stanza per xmpp_send().
+	 */
+	l->batching = l->component;
 	for (; o; o = n) {
 		int online = atomic_load(&l->connected);
 
@@ -1342,7 +1357,10 @@ drain(struct xlink *l)
 			xl_op_free(o);
 			break;
 		case OP_RAW:
-			if (online) {
+			if (online && l->batching) {
+				sb_buf_puts(&l->out, o->text);
+				atomic_fetch_add(&l->stanzas_out, 1);
+			} else if (online) {
 				xmpp_send_raw(l->conn, o->text, strlen(o->text));
 				atomic_fetch_add(&l->stanzas_out, 1);
 			}
@@ -1379,6 +1397,14 @@ drain(struct xlink *l)
 	}
 	if (nsent)
 		barrier_add(l, sent, nsent);
+	l->batching = 0;
+	if (l->out.len > 0) {
+		if (atomic_load(&l->connected))
+			xmpp_send_raw(l->conn, l->out.buf, l->out.len);
+		l->out.len = 0;
+		if (l->out.cap > 65536)
+			sb_buf_free(&l->out);	/* after a burst: not kept */
+	}
 	xl_post_results(l, later, nlater, SB_SEND_LATER);
 }
 
@@ -1534,6 +1560,7 @@ xl_thread_main(void *arg)
 		occupants_clear(&l->rooms[i]);
 	free(l->bound);
 	l->bound = NULL;
+	sb_buf_free(&l->out);
 	atomic_store(&l->connected, 0);
 	return NULL;
 }

@@ -16,6 +16,8 @@
 
 #include <strophe.h>
 
+#include "util.h"
+
 #define NS_DISCO_INFO  "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_PING        "urn:xmpp:ping"
@@ -150,6 +152,8 @@ struct xlink {
 	unsigned long ping_seq;
 	struct barrier *barriers, *barriers_tail;	/* oldest first */
 	unsigned long note_seq;
+	int     batching;	/* in drain(), component: sends go to out */
+	struct sb_buf out;	/* what one drain() sends, in one write */
 };
 
 enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC, EV_RESULT };
