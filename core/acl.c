@@ -51,10 +51,9 @@ static struct crule *crules;
 static size_t ncrules;
 static struct bucket *buckets;
 static size_t nbuckets;
-/* Identities to buckets[] (index + 1; 0: a free slot), open addressing,
- * at most half full: every command spends a token of its sender's. */
-static size_t *bidx;
-static size_t bidx_size;
+/* Identities to buckets[]: every command spends a token of its sender's. */
+static const char *bucket_identity(size_t i);
+static struct sb_index bidx = { .key = bucket_identity };
 static double rate_rate = 2.0;
 static int rate_burst;			/* 0 (off) until configured */
 
@@ -358,39 +357,18 @@ fail:
 
 /* ---- the rate limit ---- */
 
-static void
-bidx_add(size_t i)
+static const char *
+bucket_identity(size_t i)
 {
-	size_t h = sb_strhash(buckets[i].identity) & (bidx_size - 1);
-
-	while (bidx[h])
-		h = (h + 1) & (bidx_size - 1);
-	bidx[h] = i + 1;
-}
-
-/* Make the index anew for n buckets (as the table shrank, or grew past
- * half of it). */
-static void
-bidx_make(size_t n)
-{
-	free(bidx);
-	for (bidx_size = 16; bidx_size < n * 2; bidx_size <<= 1)
-		;
-	bidx = sb_calloc(bidx_size, sizeof(*bidx));
-	for (size_t i = 0; i < nbuckets; i++)
-		bidx_add(i);
+	return buckets[i].identity;
 }
 
 static struct bucket *
 bucket_find(const char *identity)
 {
-	if (bidx == NULL)
-		return NULL;
-	for (size_t h = sb_strhash(identity) & (bidx_size - 1); bidx[h];
-	    h = (h + 1) & (bidx_size - 1))
-		if (strcmp(buckets[bidx[h] - 1].identity, identity) == 0)
-			return &buckets[bidx[h] - 1];
-	return NULL;
+	size_t i = sb_index_find(&bidx, identity);
+
+	return i == SIZE_MAX ? NULL : &buckets[i];
 }
 
 void
@@ -401,9 +379,7 @@ sb_acl_rate_set(double rate, int burst)
 	free(buckets);
 	buckets = NULL;
 	nbuckets = 0;
-	free(bidx);
-	bidx = NULL;
-	bidx_size = 0;
+	sb_index_free(&bidx);
 	prune_at = MAX_BUCKETS;
 	rate_rate = rate > 0 ? rate : 1.0;
 	rate_burst = burst > 0 ? burst : 0;
@@ -442,7 +418,7 @@ prune(double now)
 			buckets[j++] = buckets[i];
 	}
 	nbuckets = j;
-	bidx_make(nbuckets);
+	sb_index_build(&bidx, nbuckets);
 }
 
 int
@@ -468,10 +444,7 @@ sb_acl_rate(const char *identity, double now, double *wait)
 		b->tokens = rate_burst;
 		b->last = now;
 		b->limited = 0;
-		if (nbuckets * 2 > bidx_size)
-			bidx_make(nbuckets);
-		else
-			bidx_add(nbuckets - 1);
+		sb_index_append(&bidx);
 	}
 	refill(b, now);
 	/* An over-limit spell lasts until the bucket is full again: a flood

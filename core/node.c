@@ -22,11 +22,10 @@
 
 static struct sb_node **nodes;
 static size_t nnodes;
-/* Names to nodes[] (index + 1; 0: a free slot), open addressing, made with
- * the list: every command looks its nodes up by name, in farms of
- * thousands. */
-static size_t *byname;
-static size_t byname_mask;
+/* Names to nodes[], made with the list: every command looks its nodes up
+ * by name, in farms of thousands. */
+static const char *node_name(size_t i);
+static struct sb_index byname = { .key = node_name };
 
 static sb_policy_fn *policy;
 static void *policy_ud;
@@ -103,34 +102,18 @@ sb_node_unobserve(sb_node_observer_fn *fn, void *ud)
 		}
 }
 
-static void
-byname_make(void)
+static const char *
+node_name(size_t i)
 {
-	size_t size = 8;
-
-	free(byname);
-	while (size < nnodes * 2)
-		size <<= 1;
-	byname = sb_calloc(size, sizeof(*byname));
-	byname_mask = size - 1;
-	for (size_t i = 0; i < nnodes; i++) {
-		size_t h = sb_strhash(nodes[i]->name) & byname_mask;
-
-		while (byname[h])
-			h = (h + 1) & byname_mask;
-		byname[h] = i + 1;
-	}
+	return nodes[i]->name;
 }
 
 struct sb_node *
 sb_node_find(const char *name)
 {
-	if (byname == NULL)
-		return NULL;
-	for (size_t h = sb_strhash(name) & byname_mask; byname[h]; h = (h + 1) & byname_mask)
-		if (strcmp(nodes[byname[h] - 1]->name, name) == 0)
-			return nodes[byname[h] - 1];
-	return NULL;
+	size_t i = sb_index_find(&byname, name);
+
+	return i == SIZE_MAX ? NULL : nodes[i];
 }
 
 size_t
@@ -420,7 +403,7 @@ sb_nodes_apply(const struct sb_node_conf *c, size_t count, char *err, size_t err
 	free(fresh);
 	nodes = next;
 	nnodes = count;
-	byname_make();
+	sb_index_build(&byname, nnodes);
 	for (size_t i = 0; i < nnodes; i++)
 		schedule(nodes[i], i, nnodes);
 	return 0;
@@ -434,8 +417,7 @@ sb_nodes_clear(void)
 	free(nodes);
 	nodes = NULL;
 	nnodes = 0;
-	free(byname);
-	byname = NULL;
+	sb_index_free(&byname);
 	free(observers);
 	observers = NULL;
 	nobservers = 0;

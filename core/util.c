@@ -167,6 +167,60 @@ sb_strhash(const char *s)
 	return h;
 }
 
+static void
+index_put(struct sb_index *x, size_t pos)
+{
+	size_t h = sb_strhash(x->key(pos)) & x->mask;
+
+	while (x->slot[h])
+		h = (h + 1) & x->mask;
+	x->slot[h] = pos + 1;
+}
+
+void
+sb_index_build(struct sb_index *x, size_t n)
+{
+	size_t size = 16;
+
+	while (size < n * 2)
+		size <<= 1;
+	free(x->slot);
+	x->slot = sb_calloc(size, sizeof(*x->slot));
+	x->mask = size - 1;
+	x->n = n;
+	for (size_t i = 0; i < n; i++)
+		index_put(x, i);
+}
+
+void
+sb_index_append(struct sb_index *x)
+{
+	if (x->slot == NULL || (x->n + 1) * 2 > x->mask + 1) {
+		sb_index_build(x, x->n + 1);
+		return;
+	}
+	index_put(x, x->n++);
+}
+
+size_t
+sb_index_find(const struct sb_index *x, const char *s)
+{
+	if (x->slot == NULL)
+		return SIZE_MAX;
+	for (size_t h = sb_strhash(s) & x->mask; x->slot[h]; h = (h + 1) & x->mask)
+		if (strcmp(x->key(x->slot[h] - 1), s) == 0)
+			return x->slot[h] - 1;
+	return SIZE_MAX;
+}
+
+void
+sb_index_free(struct sb_index *x)
+{
+	free(x->slot);
+	x->slot = NULL;
+	x->mask = x->n = 0;
+}
+
 size_t
 sb_strlcpy(char *dst, const char *src, size_t size)
 {

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>	/* SIZE_MAX: sb_index_find() */
 
 #define SB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -37,6 +38,21 @@ size_t sb_strlcpy(char *dst, const char *src, size_t size);
 
 /* FNV-1a of a string, for the hash tables (node names, identities). */
 unsigned sb_strhash(const char *);
+
+/*
+ * An index from strings to positions 0..n-1 of the caller's array (open
+ * addressing, at most half full).  The caller keeps the strings; key(pos)
+ * reads the one at a position, so the array may move.
+ */
+struct sb_index {
+	const char *(*key)(size_t pos);
+	size_t *slot;		/* position + 1; 0: free */
+	size_t  mask, n;
+};
+void   sb_index_build(struct sb_index *, size_t n);	/* positions 0..n-1 anew */
+void   sb_index_append(struct sb_index *);		/* position n, just added */
+size_t sb_index_find(const struct sb_index *, const char *);	/* or SIZE_MAX */
+void   sb_index_free(struct sb_index *);
 /* Format seconds as "3d4h", "5m12s", "42s". */
 void sb_fmt_duration(char *out, size_t size, long long seconds);
 /* Replace every control character but tab with a space, in place. */

@@ -16,6 +16,7 @@
 
 #include "acl.h"
 #include "conf.h"
+#include "util.h"
 
 /* R() below sets allow = 1 and a rule may set it again to 0. */
 #pragma GCC diagnostic ignored "-Woverride-init"
@@ -374,6 +375,37 @@ test_rate_many_identities(void **state)
 	assert_int_equal(sb_acl_rate("x:user0", 2.5, NULL), SB_RATE_NOTICE);
 }
 
+/* The index under the rate limit's table (util.c's sb_index): every name
+ * found through growth and a rebuild, absent ones not. */
+static char index_keys[300][16];
+
+static const char *
+index_key(size_t i)
+{
+	return index_keys[i];
+}
+
+static void
+test_index_finds_every_name(void **state)
+{
+	struct sb_index x = { .key = index_key };
+
+	(void)state;
+	assert_int_equal(sb_index_find(&x, "k0"), SIZE_MAX);
+	for (size_t i = 0; i < SB_ARRAY_LEN(index_keys); i++) {
+		snprintf(index_keys[i], sizeof(index_keys[i]), "k%zu", i);
+		sb_index_append(&x);
+		assert_int_equal(sb_index_find(&x, index_keys[i]), i);
+		assert_int_equal(sb_index_find(&x, index_keys[i / 2]), i / 2);
+	}
+	assert_int_equal(sb_index_find(&x, "k300"), SIZE_MAX);
+	sb_index_build(&x, 100);	/* the table shrank to its first 100 */
+	assert_int_equal(sb_index_find(&x, "k99"), 99);
+	assert_int_equal(sb_index_find(&x, "k100"), SIZE_MAX);
+	sb_index_free(&x);
+	assert_int_equal(sb_index_find(&x, "k1"), SIZE_MAX);
+}
+
 int
 main(void)
 {
@@ -390,6 +422,7 @@ main(void)
 		T(test_rate_burst_then_one_notice),
 		T(test_rate_steady_under_limit_and_off),
 		T(test_rate_many_identities),
+		T(test_index_finds_every_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
