@@ -24,8 +24,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <dlfcn.h>
-
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -33,6 +31,7 @@
 #include "http_render.h"
 #include "log.h"
 #include "loop.h"
+#include "module.h"
 #include "util.h"
 
 #define FD_CEILING 1024		/* select()-based libraries share the process */
@@ -83,7 +82,7 @@ static int
 curl_load(const char *chan)
 {
 	static const char *const sonames[] = { "libcurl.so.4", "libcurl-gnutls.so.4" };
-	static const struct { const char *name; size_t off; } syms[] = {
+	static const struct sb_libsym syms[] = {
 #define SYM(f, m) { "curl_" #f, offsetof(__typeof__(cu), m) }
 		SYM(global_init, global_init), SYM(easy_init, easy_init),
 		SYM(easy_setopt, easy_setopt), SYM(easy_getinfo, easy_getinfo),
@@ -97,28 +96,15 @@ curl_load(const char *chan)
 #undef SYM
 	};
 	static int state;	/* 0 not tried, 1 ready, -1 failed */
-	void *lib = NULL;
-	const char *why = "";
+	char why[256];
 
 	if (state != 0)
 		return state > 0 ? 0 : -1;
 	state = -1;
-	for (size_t i = 0; i < SB_ARRAY_LEN(sonames) && lib == NULL; i++)
-		if ((lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL)) == NULL)
-			why = dlerror();
-	if (lib == NULL) {
+	if (sb_library_load(sonames, SB_ARRAY_LEN(sonames), syms, SB_ARRAY_LEN(syms), &cu,
+	    why, sizeof(why)) < 0) {
 		sb_warnx("http %s: outgoing webhooks need libcurl: %s", chan, why);
 		return -1;
-	}
-	for (size_t i = 0; i < SB_ARRAY_LEN(syms); i++) {
-		void *f = dlsym(lib, syms[i].name);
-
-		if (f == NULL) {
-			sb_warnx("http %s: libcurl lacks %s", chan, syms[i].name);
-			dlclose(lib);
-			return -1;
-		}
-		memcpy((char *)&cu + syms[i].off, &f, sizeof(f));
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		sb_warnx("http %s: libcurl did not initialise", chan);

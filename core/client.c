@@ -11,11 +11,10 @@
  * libraries fewer at every start).  Without it, -r on a terminal reads
  * lines as from a pipe.
  */
-#include <dlfcn.h>
-#include <stddef.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include <editline/readline.h>
 
 #include "client.h"
+#include "module.h"
 #include "util.h"
 
 static struct {
@@ -57,10 +57,8 @@ static struct {
 static int
 edit_load(void)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-	} syms[] = {
+	static const char *const sonames[] = { "libedit.so.2" };
+	static const struct sb_libsym syms[] = {
 #define SYM(f, name) { name, offsetof(__typeof__(ed), f) }
 		SYM(add, "add_history"), SYM(read, "read_history"),
 		SYM(write, "write_history"),
@@ -72,24 +70,14 @@ edit_load(void)
 		SYM(getc_function, "rl_getc_function"),
 #undef SYM
 	};
-	void *lib;
+	char why[256];
 
-	if ((lib = dlopen("libedit.so.2", RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		fprintf(stderr, "switchboard: no line editing (%s)\n", dlerror());
+	if (sb_library_load(sonames, SB_ARRAY_LEN(sonames), syms, SB_ARRAY_LEN(syms), &ed,
+	    why, sizeof(why)) < 0) {
+		fprintf(stderr, "switchboard: no line editing (%s)\n", why);
 		return -1;
 	}
-	for (size_t i = 0; i < SB_ARRAY_LEN(syms); i++) {
-		void *p = dlsym(lib, syms[i].name);
-
-		if (p == NULL) {
-			fprintf(stderr, "switchboard: no line editing: libedit lacks %s\n",
-			    syms[i].name);
-			dlclose(lib);
-			return -1;
-		}
-		memcpy((char *)&ed + syms[i].off, &p, sizeof(p));
-	}
-	return 0;	/* kept loaded for the process's life */
+	return 0;
 }
 
 struct conn {

@@ -1,5 +1,6 @@
 /*
- * module.c: loading run-time modules (module.h).
+ * module.c: loading run-time modules, and system libraries used through a
+ * table of their calls (module.h).
  *
  * The executable exports its symbols (-Wl,--export-dynamic), which the
  * modules use as they would if linked in.  The folder next to the
@@ -17,6 +18,32 @@
 #ifndef SB_MODDIR
 #define SB_MODDIR "/usr/local/lib/switchboard"
 #endif
+
+int
+sb_library_load(const char *const *sonames, size_t nsonames,
+                const struct sb_libsym *syms, size_t nsyms, void *table,
+                char *err, size_t errlen)
+{
+	void *lib = NULL;
+
+	snprintf(err, errlen, "no library to load");
+	for (size_t i = 0; i < nsonames && lib == NULL; i++)
+		if ((lib = dlopen(sonames[i], RTLD_NOW | RTLD_LOCAL)) == NULL)
+			snprintf(err, errlen, "%s", dlerror());
+	if (lib == NULL)
+		return -1;
+	for (size_t i = 0; i < nsyms; i++) {
+		void *p = dlsym(lib, syms[i].name);
+
+		if (p == NULL) {
+			snprintf(err, errlen, "%s lacks %s", sonames[0], syms[i].name);
+			dlclose(lib);
+			return -1;
+		}
+		memcpy((char *)table + syms[i].off, &p, sizeof(p));
+	}
+	return 0;
+}
 
 void *
 sb_module_sym(const char *name, const char *sym, char *err, size_t errlen)

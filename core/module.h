@@ -17,4 +17,18 @@
  */
 void *sb_module_sym(const char *name, const char *sym, char *err, size_t errlen);
 
+/*
+ * A system library used through a table of its calls (libcurl, libedit):
+ * opens the first of sonames that loads and stores each symbol's address
+ * at its offset in table.  The library stays loaded.  0, or -1 with the
+ * reason in err (dlopen's, or the symbol it lacks).
+ */
+struct sb_libsym {
+	const char *name;
+	size_t  off;		/* offsetof() in the caller's table */
+};
+int sb_library_load(const char *const *sonames, size_t nsonames,
+                    const struct sb_libsym *syms, size_t nsyms, void *table,
+                    char *err, size_t errlen);
+
 #endif
