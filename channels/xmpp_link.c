@@ -1464,7 +1464,6 @@ xl_thread_main(void *arg)
 {
 	struct xlink *l = arg;
 	xmpp_log_t log = { .handler = xlog, .userdata = l };
-
 	int work = 1;	/* the core's eventfd fired, or the wait timed out */
 
 	tl_link = l;

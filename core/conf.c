@@ -11,9 +11,9 @@
 #include <libgen.h>
 #include <math.h>
 #include <pwd.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <malloc.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
