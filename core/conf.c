@@ -9,9 +9,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <math.h>
 #include <pwd.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
