@@ -222,14 +222,34 @@ sb_conf_where(const config_setting_t *s, char *out, size_t len)
 	    config_setting_source_line(s));
 }
 
+/* v in base 10 or 16, without printf. */
+static void
+add_number(struct sb_buf *b, unsigned long long v, unsigned base)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+
+	do {
+		*--p = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	sb_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 static void
 fingerprint_into(struct sb_buf *b, const config_setting_t *s)
 {
-	const char *name = config_setting_name(s);
+	const char *name = config_setting_name(s), *str;
 	int n = config_setting_length(s);
+	long long v;
+	double d;
 
-	if (name)
-		sb_buf_printf(b, "%s=", name);
+	/* No printf: this runs for every channel and node at each start, and
+	 * a float's exact decimal digits cost more than all the rest.  The
+	 * text is only ever compared, so a float is its bits in hex. */
+	if (name) {
+		sb_buf_puts(b, name);
+		sb_buf_add(b, "=", 1);
+	}
 	switch (config_setting_type(s)) {
 	case CONFIG_TYPE_GROUP:
 	case CONFIG_TYPE_LIST:
@@ -240,24 +260,34 @@ fingerprint_into(struct sb_buf *b, const config_setting_t *s)
 		sb_buf_puts(b, ")");
 		break;
 	case CONFIG_TYPE_INT:
-		sb_buf_printf(b, "%d", config_setting_get_int(s));
-		break;
 	case CONFIG_TYPE_INT64:
-		sb_buf_printf(b, "%lld", config_setting_get_int64(s));
+		v = config_setting_type(s) == CONFIG_TYPE_INT ? config_setting_get_int(s) :
+		    config_setting_get_int64(s);
+		if (v < 0)
+			sb_buf_add(b, "-", 1);
+		add_number(b, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v, 10);
 		break;
-	case CONFIG_TYPE_FLOAT:
-		sb_buf_printf(b, "%.17g", config_setting_get_float(s));
+	case CONFIG_TYPE_FLOAT: {
+		unsigned long long bits;
+
+		d = config_setting_get_float(s);
+		memcpy(&bits, &d, sizeof(bits));
+		sb_buf_add(b, "f", 1);
+		add_number(b, bits, 16);
 		break;
+	}
 	case CONFIG_TYPE_BOOL:
 		sb_buf_puts(b, config_setting_get_bool(s) ? "true" : "false");
 		break;
 	case CONFIG_TYPE_STRING:
 		/* Length-prefixed so no string can imitate structure. */
-		sb_buf_printf(b, "%zu:%s", strlen(config_setting_get_string(s)),
-		    config_setting_get_string(s));
+		str = config_setting_get_string(s);
+		add_number(b, strlen(str), 10);
+		sb_buf_add(b, ":", 1);
+		sb_buf_puts(b, str);
 		break;
 	}
-	sb_buf_puts(b, ";");
+	sb_buf_add(b, ";", 1);
 }
 
 char *
@@ -464,12 +494,10 @@ static const struct sb_conf_key *
 driver_keys(const config_setting_t *e)
 {
 	const char *name;
-	const struct sb_channel_driver *d;
 
-	if (config_setting_lookup_string(e, "driver", &name) != CONFIG_TRUE ||
-	    (d = sb_channel_driver_find(name)) == NULL)
+	if (config_setting_lookup_string(e, "driver", &name) != CONFIG_TRUE)
 		return NULL;
-	return d->keys;
+	return sb_channel_driver_keys(name);
 }
 
 static int
@@ -693,7 +721,7 @@ load_channels(struct check *c, struct sb_config *conf)
 		struct sb_chan_conf *cc = &conf->channels[conf->nchannels];
 		const char *name = sb_conf_str(e, "name", "");
 		const char *drv = sb_conf_str(e, "driver", "");
-		const struct sb_channel_driver *d = sb_channel_driver_find(drv);
+		const char *d = sb_channel_driver_known(drv);
 
 		if (!valid_name(name)) {
 			fail(c, config_setting_get_member(e, "name"),
@@ -711,7 +739,7 @@ load_channels(struct check *c, struct sb_config *conf)
 				    name, conf->channels[j].line);
 				return -1;
 			}
-		check_group(c, e, channel_keys, d->keys, "channel");
+		check_group(c, e, channel_keys, sb_channel_driver_keys(d), "channel");
 		if (c->failed)
 			return -1;
 		cc->name = sb_strdup(name);
@@ -1003,13 +1031,13 @@ void
 sb_conf_dump_keys(void)
 {
 	char prefix[128];
-	const struct sb_channel_driver *d;
 	const struct sb_hal_backend *b;
+	const char *d;
 
 	dump("", top_keys);
-	for (size_t i = 0; (d = sb_channel_driver_at(i)) != NULL; i++) {
-		snprintf(prefix, sizeof(prefix), "channels[driver=%s].", d->name);
-		dump(prefix, d->keys);
+	for (size_t i = 0; (d = sb_channel_driver_name_at(i)) != NULL; i++) {
+		snprintf(prefix, sizeof(prefix), "channels[driver=%s].", d);
+		dump(prefix, sb_channel_driver_keys(d));
 	}
 	for (size_t i = 0; (b = sb_hal_backend_at(i)) != NULL; i++) {
 		snprintf(prefix, sizeof(prefix), "nodes[].hal[backend=%s].", b->name);
