@@ -104,7 +104,20 @@ extern const struct sb_channel_driver sb_chan_xmpp;
 extern const struct sb_channel_driver sb_chan_irc;
 extern const struct sb_channel_driver sb_chan_http;
 
+/* The driver called name, loading its module if it is one: NULL if it
+ * is unknown or will not load (sb_channel_driver_error says why). */
 const struct sb_channel_driver *sb_channel_driver_find(const char *name);
+const char *sb_channel_driver_error(const char *name);
+/* Without loading anything: the driver's own spelling of name (NULL:
+ * unknown), the keys its section takes, whether it is loaded (or has
+ * failed to), and the i-th name (NULL past the last). */
+const char *sb_channel_driver_known(const char *name);
+const struct sb_conf_key *sb_channel_driver_keys(const char *name);
+int  sb_channel_driver_loaded(const char *name);
+const char *sb_channel_driver_name_at(size_t i);
+/* Start loading a module driver's code on a thread of its own. */
+void sb_channel_driver_preload(const char *name);
+/* The i-th driver that can be had, loading modules (NULL past the last). */
 const struct sb_channel_driver *sb_channel_driver_at(size_t i);
 
 /* Instances, owned by the core. */

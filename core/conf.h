@@ -75,7 +75,7 @@ struct sb_node_conf {
 
 struct sb_chan_conf {
 	char   *name;
-	const struct sb_channel_driver *driver;
+	const char *driver;	/* its name (static: sb_channel_driver_known) */
 	char   *context;	/* dialplan context for direct messages */
 	char   *group_context;	/* for rooms / channels; NULL: context */
 	config_setting_t *setting;	/* the whole channel group, inside cf */

@@ -183,7 +183,8 @@ channel_start(struct sb_channel *ch)
  * parses, so a bad section fails here before anything running is touched.
  * The console is always there, even if the config names none.
  */
-static struct sb_channel **channels_open_1(const struct sb_config *, size_t *, char *, size_t);
+static struct sb_channel **channels_open_1(const struct sb_config *, int, size_t *, char *,
+                                           size_t);
 static void channels_discard(struct sb_channel **, size_t);
 
 /* What decides whether a running channel can stay: its section, and for
@@ -199,19 +200,23 @@ fingerprint_of(const struct sb_channel_driver *d, const char *section,
 	return sb_strdup(section);
 }
 
+/* The channels of conf, the running ones that stay among them; with
+ * loaded_only, only those whose driver is in (see sb_core_start). */
 static struct sb_channel **
-channels_open(const struct sb_config *conf, size_t *np, char *err, size_t errlen)
+channels_open(const struct sb_config *conf, int loaded_only, size_t *np, char *err,
+              size_t errlen)
 {
 	struct sb_channel **v;
 
 	sb_core.opening = conf;
-	v = channels_open_1(conf, np, err, errlen);
+	v = channels_open_1(conf, loaded_only, np, err, errlen);
 	sb_core.opening = NULL;
 	return v;
 }
 
 static struct sb_channel **
-channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errlen)
+channels_open_1(const struct sb_config *conf, int loaded_only, size_t *np, char *err,
+                size_t errlen)
 {
 	struct sb_channel **v = sb_calloc(conf->nchannels + 2, sizeof(*v));
 	size_t n = 0;
@@ -219,7 +224,7 @@ channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errl
 	char *fp;
 
 	for (size_t i = 0; i < conf->nchannels; i++)
-		have_console |= conf->channels[i].driver == &sb_chan_console;
+		have_console |= strcmp(conf->channels[i].driver, "console") == 0;
 	fp = fingerprint_of(&sb_chan_console, "", conf);
 	if (!have_console && (v[n] = sb_channel_find("console")) != NULL &&
 	    v[n]->drv == &sb_chan_console && strcmp(v[n]->fingerprint, fp) == 0) {
@@ -242,9 +247,21 @@ channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errl
 	for (size_t i = 0; i < conf->nchannels; i++) {
 		const struct sb_chan_conf *cc = &conf->channels[i];
 		struct sb_channel *old = sb_channel_find(cc->name);
+		const struct sb_channel_driver *d;
 
-		fp = fingerprint_of(cc->driver, cc->fingerprint, conf);
-		if (old && old->drv == cc->driver && strcmp(old->fingerprint, fp) == 0) {
+		if (loaded_only && !sb_channel_driver_loaded(cc->driver))
+			continue;
+		if ((d = sb_channel_driver_find(cc->driver)) == NULL) {
+			char where[256] = "";
+
+			sb_conf_where(cc->setting, where, sizeof(where));
+			snprintf(err, errlen, "%s%schannel %s: driver %s: %s", where,
+			    *where ? ": " : "", cc->name, cc->driver,
+			    sb_channel_driver_error(cc->driver));
+			goto fail;
+		}
+		fp = fingerprint_of(d, cc->fingerprint, conf);
+		if (old && old->drv == d && strcmp(old->fingerprint, fp) == 0) {
 			/* Unchanged: keeps running; its context may come from
 			 * daemon.default_context, which may have changed. */
 			free(old->context);
@@ -255,7 +272,7 @@ channels_open_1(const struct sb_config *conf, size_t *np, char *err, size_t errl
 			free(fp);
 			continue;
 		}
-		v[n] = channel_open(cc->driver, cc->name, cc->context, cc->group_context,
+		v[n] = channel_open(d, cc->name, cc->context, cc->group_context,
 		    fp, cc->setting, err, errlen);
 		free(fp);
 		if (v[n] == NULL)
@@ -391,8 +408,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 	apply_daemon(conf);
 	if (make_state_dir(sb_core.state_dir, err, errlen) < 0)
 		return -1;
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0 ||
-	    sb_notify_start(sb_core.state_dir, err, errlen) < 0)
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
 		return -1;
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		return -1;
@@ -400,15 +416,28 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 		return -1;
 	sb_node_observe(on_state, NULL);
 	sb_loop_add_before_sleep(sb_core.loop, bury, NULL);
-	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
+	/*
+	 * The start is ordered for the time to the first presence.  The
+	 * channels whose drivers are in start first: their links connect on
+	 * their threads while the store opens and the scripts load (nothing
+	 * reaches the dialplan or the notifier before the loop runs, and no
+	 * node has a state to announce before its first poll, which the loop
+	 * runs too).  Then a module driver's libraries load on another core
+	 * (not earlier: while the dynamic loader holds its lock no thread can
+	 * start), and its channels start last, as a reload would start them.
+	 */
+	if ((v = channels_open(conf, 1, &n, err, errlen)) == NULL)
 		return -1;
-	/* The channels start first: their links connect on their threads
-	 * while the scripts load.  Nothing reaches the dialplan before the
-	 * loop runs, and no node has a state to announce before its first
-	 * poll, which the loop runs too. */
 	channels_commit(v, n);
+	for (size_t i = 0; i < conf->nchannels; i++)
+		sb_channel_driver_preload(conf->channels[i].driver);
+	if (sb_notify_start(sb_core.state_dir, err, errlen) < 0)
+		return -1;
 	if (sb_dialplan_start(err, errlen) < 0)
 		return -1;
+	if ((v = channels_open(conf, 0, &n, err, errlen)) == NULL)
+		return -1;
+	channels_commit(v, n);
 	sb_notify_go();
 	/* Without its control socket the daemon cannot be driven: fatal. */
 	for (size_t i = 0; i < nchans; i++)
@@ -437,7 +466,7 @@ sb_core_reload(char *err, size_t errlen)
 		goto fail_conf;
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		goto fail_conf;
-	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
+	if ((v = channels_open(conf, 0, &n, err, errlen)) == NULL)
 		goto fail_acl;
 	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0) {
 		channels_discard(v, n);
@@ -519,7 +548,7 @@ sb_core_check(const struct sb_config *conf, char *err, size_t errlen)
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		return -1;
 	sb_acl_clear();
-	if ((v = channels_open(conf, &n, err, errlen)) == NULL)
+	if ((v = channels_open(conf, 0, &n, err, errlen)) == NULL)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		channel_free(v[i]);

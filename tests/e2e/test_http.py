@@ -291,6 +291,39 @@ class ConsoleTap:
 # ---------------------------------------------------------------- the API
 
 @evidence
+def test_http_is_a_module_loaded_beside_the_start():
+    """libmicrohttpd and GnuTLS are not linked into the daemon: the HTTP
+    driver is chan_http.so (build/modules/), loaded on a thread of its own
+    while the other channels start.  The daemon comes up with the HTTP
+    channel and the others all answering; --check-config loads the module
+    too, and without it names the channel, the driver and why."""
+    p = subprocess.run(["ldd", sbtest.BIN], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "libmicrohttpd" not in p.stdout and "libgnutls" not in p.stdout, p.stdout
+    d = start()
+    assert get_json(d, "/health")["nodes"] == 4
+    out = d.ok("core show channels")
+    assert "web" in out and "console" in out, out
+    p = subprocess.run([sbtest.BIN, "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    # --dump-keys lists the HTTP keys without loading anything.
+    alone = os.path.join(d.dir, "bin")
+    os.makedirs(alone)
+    shutil.copy(sbtest.BIN, alone)
+    p = subprocess.run([os.path.join(alone, "switchboard"), "--dump-keys"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "channels[driver=http].hooks[].hmac_secret" in p.stdout, \
+        p.stdout[-2000:]
+    p = subprocess.run([os.path.join(alone, "switchboard"), "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    if os.path.exists("/usr/local/lib/switchboard/chan_http.so"):   # a "make install" here
+        assert p.returncode == 0, p.stderr
+    else:
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        assert re.search(r":\d+: channel web: driver http: .*chan_http\.so", p.stderr), p.stderr
+
+
 def test_http_api_nodes_json():
     d = start()
     assert get_json(d, "/health") == {"ok": True, "version": "0.1.0", "nodes": 4}

@@ -83,12 +83,13 @@ def test_install_destdir_layout_reinstall_uninstall():
     conf = os.path.join(etc, "switchboard.conf")
     unit = os.path.join(top, "lib", "systemd", "system", UNIT_NAME)
 
-    # The binary is the one this build made; so is its IPMI module.
+    # The binary is the one this build made; so are its modules.
     assert os.access(binary, os.X_OK), binary
     assert filecmp.cmp(binary, sbtest.BIN, shallow=False)
-    module = os.path.join(top, "lib", "switchboard", "hal_ipmi.so")
-    assert filecmp.cmp(module, os.path.join(os.path.dirname(sbtest.BIN), "modules", "hal_ipmi.so"),
-                       shallow=False)
+    for name in ("hal_ipmi.so", "chan_http.so"):
+        module = os.path.join(top, "lib", "switchboard", name)
+        assert filecmp.cmp(module, os.path.join(os.path.dirname(sbtest.BIN), "modules", name),
+                           shallow=False), name
 
     # The shipped scripts, all of them and only them.
     scripts = shipped_scripts()

@@ -187,7 +187,7 @@ test_full_config(void **state)
 	/* channels: group_context defaults to context */
 	assert_int_equal(c->nchannels, 2);
 	assert_string_equal(c->channels[0].name, "console");
-	assert_ptr_equal(c->channels[0].driver, &sb_chan_console);
+	assert_string_equal(c->channels[0].driver, "console");
 	assert_string_equal(c->channels[0].context, "admin");
 	assert_string_equal(c->channels[0].group_context, "rooms");
 	assert_int_equal(c->channels[0].line, 13);
@@ -195,7 +195,7 @@ test_full_config(void **state)
 	assert_string_equal(sb_conf_str(c->channels[0].setting, "group_context", NULL), "rooms");
 	assert_non_null(c->channels[0].fingerprint);
 	assert_string_equal(c->channels[1].name, "local-2");
-	assert_ptr_equal(c->channels[1].driver, &sb_chan_console);
+	assert_string_equal(c->channels[1].driver, "console");
 	assert_string_equal(c->channels[1].context, "lab");
 	assert_string_equal(c->channels[1].group_context, "lab");
 	assert_int_equal(c->channels[1].line, 15);
