@@ -154,6 +154,7 @@ struct xlink {
 	unsigned long note_seq;
 	int     batching;	/* in drain(), component: sends go to out */
 	struct sb_buf out;	/* what one drain() sends, in one write */
+	int     ran_inline;	/* a message ran here: drain, send, wake the loop */
 };
 
 enum ev_kind { EV_MESSAGE, EV_SUBSCRIBE, EV_STATE, EV_ADHOC, EV_RESULT };

@@ -85,8 +85,24 @@ struct sb_loop {
 	pthread_mutex_t lock;		/* guards head and tail only */
 	struct task    *head, *tail;
 
+	/* Held by the loop thread inside sb_loop_once() except while it
+	 * waits in epoll_wait(), when sleeping says so: then another thread
+	 * may run a task itself (sb_loop_try_run). */
+	pthread_mutex_t core;
+	bool            sleeping;
+	uint64_t        slept_at;	/* us, when it last went to sleep */
+
 	struct epoll_event events[MAX_EVENTS];
 };
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 uint64_t
 sb_now_ms(void)
@@ -547,6 +563,41 @@ drain_tasks(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	}
 }
 
+/*
+ * Run fn(ud) here and now if the loop thread is asleep in epoll_wait() with
+ * nothing posted: what it would have done after a wake-up, without the two
+ * thread switches a round trip through the loop costs (a chat command's
+ * answer waits for both).  The loop thread, should it wake meanwhile,
+ * waits for the lock.  Anything posted earlier and not yet run keeps its
+ * turn: then nothing runs here; so does a loop asleep for less than
+ * min_idle_us (in a burst, the two threads working side by side do more
+ * than one doing both).  Returns 1 if fn ran; then the caller calls
+ * sb_loop_wake() once it has done its own urgent work, so that the loop
+ * runs its before-sleep hooks and sees the timers fn may have added.
+ */
+int
+sb_loop_try_run(struct sb_loop *loop, long min_idle_us, sb_task_fn *fn, void *ud)
+{
+	bool idle;
+
+	if (pthread_mutex_trylock(&loop->core) != 0)
+		return 0;
+	pthread_mutex_lock(&loop->lock);
+	idle = loop->sleeping && loop->head == NULL && !atomic_load(&loop->stopping) &&
+	    now_us() - loop->slept_at >= (uint64_t)min_idle_us;
+	pthread_mutex_unlock(&loop->lock);
+	if (idle)
+		fn(ud);
+	pthread_mutex_unlock(&loop->core);
+	return idle;
+}
+
+void
+sb_loop_wake(struct sb_loop *loop)
+{
+	wake(loop);
+}
+
 void
 sb_loop_run_posted(struct sb_loop *loop)
 {
@@ -565,6 +616,11 @@ sb_loop_new(void)
 	loop->epfd = loop->wakefd = -1;
 	atomic_init(&loop->stopping, false);
 	if (pthread_mutex_init(&loop->lock, NULL)) {
+		free(loop);
+		return NULL;
+	}
+	if (pthread_mutex_init(&loop->core, NULL)) {
+		pthread_mutex_destroy(&loop->lock);
 		free(loop);
 		return NULL;
 	}
@@ -601,6 +657,7 @@ sb_loop_free(struct sb_loop *loop)
 	if (loop->epfd >= 0)
 		close(loop->epfd);
 	pthread_mutex_destroy(&loop->lock);
+	pthread_mutex_destroy(&loop->core);
 	free(loop);
 }
 
@@ -614,17 +671,27 @@ sb_loop_once(struct sb_loop *loop, long timeout_ms)
 {
 	int i, n;
 
+	long wait;
+
 	if (loop->in_once)
 		return -EBUSY;
+	pthread_mutex_lock(&loop->core);
 	loop->in_once = true;
 	run_hooks(loop);
 	/* Computed after the hooks, which may add timers. */
-	n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, wait_ms(loop, timeout_ms));
+	wait = wait_ms(loop, timeout_ms);
+	loop->slept_at = now_us();
+	loop->sleeping = true;
+	pthread_mutex_unlock(&loop->core);
+	n = epoll_wait(loop->epfd, loop->events, MAX_EVENTS, wait);
+	pthread_mutex_lock(&loop->core);
+	loop->sleeping = false;
 	if (n < 0) {
 		if (errno != EINTR) {
 			int err = -errno;
 
 			loop->in_once = false;
+			pthread_mutex_unlock(&loop->core);
 			return err;
 		}
 		n = 0;	/* a signal: still fire whatever timers are due */
@@ -633,6 +700,7 @@ sb_loop_once(struct sb_loop *loop, long timeout_ms)
 		dispatch_fd(loop, &loop->events[i]);
 	run_timers(loop);
 	loop->in_once = false;
+	pthread_mutex_unlock(&loop->core);
 	return 0;
 }
 

@@ -50,6 +50,14 @@ void sb_loop_del_before_sleep(struct sb_loop *, sb_hook_fn *, void *ud);
  * -ENOMEM.  Tasks run in the order posted. */
 int  sb_loop_post(struct sb_loop *, sb_task_fn *, void *ud);
 
+/* From another thread: run fn(ud) at once, on the calling thread, if the
+ * loop thread has been asleep for min_idle_us at least, with no posted
+ * task waiting (it then waits for fn to return); 1 if it ran, 0 if not
+ * (then post it).  After a 1, call sb_loop_wake() when convenient: the
+ * loop has its hooks to run. */
+int  sb_loop_try_run(struct sb_loop *, long min_idle_us, sb_task_fn *, void *ud);
+void sb_loop_wake(struct sb_loop *);
+
 /* Run the tasks posted so far, now (at shutdown, after the threads that
  * post have been joined, so that nothing they posted is lost or leaked). */
 void sb_loop_run_posted(struct sb_loop *);

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -803,6 +804,90 @@ test_post_from_loop(void **state)
 	assert_int_equal(c.runs, 3);
 }
 
+/* ---- running a task on another thread while the loop sleeps ---- */
+
+#define NINLINE	2000
+
+struct inl {
+	struct sb_loop *loop;
+	pthread_t       loop_thread;
+	atomic_int      done;
+	int             next, out_of_order, on_loop, elsewhere;
+	struct inljob { struct inl *c; int seq; } jobs[NINLINE];
+};
+
+static void
+inl_task(void *ud)
+{
+	struct inljob *j = ud;
+	struct inl *c = j->c;
+
+	/* Both threads run these, never at once (the loop's lock): plain
+	 * counters are enough, and the order must be the order issued. */
+	if (j->seq != c->next)
+		c->out_of_order++;
+	c->next = j->seq + 1;
+	if (pthread_equal(pthread_self(), c->loop_thread))
+		c->on_loop++;
+	else
+		c->elsewhere++;
+	atomic_fetch_add(&c->done, 1);
+}
+
+static void *
+inl_main(void *arg)
+{
+	struct inl *c = arg;
+
+	for (int i = 0; i < NINLINE; i++) {
+		if (i % 4 == 3) {
+			/* Let the loop catch up and fall asleep, so that some
+			 * tasks can run here; others come while a posted one
+			 * waits or the loop is busy, and must be refused. */
+			uint64_t end = sb_now_ms() + PATIENCE_MS;
+
+			while (atomic_load(&c->done) < i && sb_now_ms() < end)
+				usleep(50);
+			usleep(200);
+		}
+		/* One in four is posted: the next try finds it waiting. */
+		if (i % 4 != 1 && sb_loop_try_run(c->loop, 0, inl_task, &c->jobs[i]))
+			sb_loop_wake(c->loop);
+		else if (sb_loop_post(c->loop, inl_task, &c->jobs[i]) != 0)
+			break;
+	}
+	return NULL;
+}
+
+static void
+test_try_run(void **state)
+{
+	struct inl *c = calloc(1, sizeof(*c));
+	uint64_t end = sb_now_ms() + PATIENCE_MS;
+	pthread_t th;
+
+	assert_non_null(c);
+	c->loop = *state;
+	c->loop_thread = pthread_self();
+	for (int i = 0; i < NINLINE; i++)
+		c->jobs[i] = (struct inljob){ .c = c, .seq = i };
+	/* Not inside sb_loop_once (as during start-up and shutdown): refused. */
+	assert_int_equal(sb_loop_try_run(c->loop, 0, inl_task, &c->jobs[0]), 0);
+	assert_int_equal(atomic_load(&c->done), 0);
+
+	assert_int_equal(pthread_create(&th, NULL, inl_main, c), 0);
+	while (atomic_load(&c->done) < NINLINE && sb_now_ms() < end)
+		assert_int_equal(sb_loop_once(c->loop, 100), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(atomic_load(&c->done), NINLINE);
+	assert_int_equal(c->out_of_order, 0);
+	assert_int_equal(c->next, NINLINE);
+	/* Both ways were taken. */
+	assert_true(c->elsewhere > 0);
+	assert_true(c->on_loop > 0);
+	free(c);
+}
+
 /* ---- stopping, re-entry, freeing ---- */
 
 static long
@@ -875,6 +960,46 @@ test_stop(void **state)
 	assert_int_equal(pthread_join(th, NULL), 0);
 
 	sb_loop_del_timer(loop, dog);
+}
+
+/* A loop asleep for less than min_idle_us is left alone. */
+struct idle_probe {
+	struct sb_loop *loop;
+	int             long_idle, no_idle, ran;
+};
+
+static void
+probe_task(void *ud)
+{
+	++*(int *)ud;
+}
+
+static void *
+idle_main(void *arg)
+{
+	struct idle_probe *c = arg;
+
+	usleep(50 * 1000);	/* the loop is asleep by now, for ~50 ms */
+	c->long_idle = sb_loop_try_run(c->loop, 10 * 1000 * 1000, probe_task, &c->ran);
+	c->no_idle = sb_loop_try_run(c->loop, 0, probe_task, &c->ran);
+	sb_loop_stop(c->loop);
+	return NULL;
+}
+
+static void
+test_try_run_min_idle(void **state)
+{
+	struct idle_probe c = { .loop = *state };
+	struct sb_timer *dog = sb_loop_add_timer(c.loop, PATIENCE_MS, watchdog, NULL);
+	pthread_t th;
+
+	assert_int_equal(pthread_create(&th, NULL, idle_main, &c), 0);
+	assert_int_equal(sb_loop_run(c.loop), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	sb_loop_del_timer(c.loop, dog);
+	assert_int_equal(c.long_idle, 0);
+	assert_int_equal(c.no_idle, 1);
+	assert_int_equal(c.ran, 1);
 }
 
 static void
@@ -975,6 +1100,8 @@ main(void)
 		T(test_hooks),
 		T(test_post_threads),
 		T(test_post_from_loop),
+		T(test_try_run),
+		T(test_try_run_min_idle),
 		T(test_stop),
 		T(test_once_not_reentrant),
 		T(test_free_pending),
