@@ -17,6 +17,7 @@
 #include "dialplan.h"
 #include "dispatch.h"
 #include "hal.h"
+#include "loop.h"
 #include "node.h"
 #include "notify.h"
 #include "util.h"
@@ -90,16 +91,30 @@ module_show(struct sb_cmd *cmd, int argc, char **argv)
 }
 
 static void
-core_reload(struct sb_cmd *cmd, int argc, char **argv)
+reload_task(void *ud)
 {
+	struct sb_cmd *cmd = ud;
 	char err[1024];
 
-	(void)argc;
-	(void)argv;
-	if (sb_core_reload(err, sizeof(err)) < 0)
+	if (sb_core.stopping)
+		sb_cmd_done(cmd, 0, "not reloaded: the daemon is stopping");
+	else if (sb_core_reload(err, sizeof(err)) < 0)
 		sb_cmd_donef(cmd, 0, "reload failed, the running configuration stays: %s", err);
 	else
 		sb_cmd_done(cmd, 1, "configuration reloaded");
+}
+
+static void
+core_reload(struct sb_cmd *cmd, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	/* A reload joins the threads of the channels it replaces: never from
+	 * one of them (a chat command may run on its XMPP link's thread,
+	 * sb_loop_try_run).  The loop thread runs it next. */
+	if (sb_loop_elsewhere(sb_core.loop) && sb_loop_post(sb_core.loop, reload_task, cmd) == 0)
+		return;
+	reload_task(cmd);
 }
 
 static void

@@ -90,6 +90,7 @@ struct sb_loop {
 	 * may run a task itself (sb_loop_try_run). */
 	pthread_mutex_t core;
 	bool            sleeping;
+	bool            elsewhere;	/* a task runs on another thread now */
 	uint64_t        slept_at;	/* us, when it last went to sleep */
 
 	struct epoll_event events[MAX_EVENTS];
@@ -586,10 +587,19 @@ sb_loop_try_run(struct sb_loop *loop, long min_idle_us, sb_task_fn *fn, void *ud
 	idle = loop->sleeping && loop->head == NULL && !atomic_load(&loop->stopping) &&
 	    now_us() - loop->slept_at >= (uint64_t)min_idle_us;
 	pthread_mutex_unlock(&loop->lock);
-	if (idle)
+	if (idle) {
+		loop->elsewhere = true;
 		fn(ud);
+		loop->elsewhere = false;
+	}
 	pthread_mutex_unlock(&loop->core);
 	return idle;
+}
+
+bool
+sb_loop_elsewhere(struct sb_loop *loop)
+{
+	return loop->elsewhere;
 }
 
 void

@@ -9,6 +9,7 @@
 #ifndef SB_LOOP_H
 #define SB_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct sb_loop;
@@ -57,6 +58,9 @@ int  sb_loop_post(struct sb_loop *, sb_task_fn *, void *ud);
  * loop has its hooks to run. */
 int  sb_loop_try_run(struct sb_loop *, long min_idle_us, sb_task_fn *, void *ud);
 void sb_loop_wake(struct sb_loop *);
+/* Inside such a task: true.  What must not run on another thread (a
+ * thread joining itself) posts itself to the loop instead. */
+bool sb_loop_elsewhere(struct sb_loop *);
 
 /* Run the tasks posted so far, now (at shutdown, after the threads that
  * post have been joined, so that nothing they posted is lost or leaked). */

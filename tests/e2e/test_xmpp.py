@@ -312,6 +312,33 @@ def test_component_status_by_chat_implied_node_same_thread():
 
 
 @evidence
+def test_component_reload_by_chat_that_replaces_the_xmpp_channel():
+    """"core reload" sent over XMPP, with the XMPP section changed: the
+    reload stops the very link the command came in on and starts a new
+    one.  A chat command may run on its link's thread (sb_loop_try_run):
+    there the reload would join that thread from itself and free it under
+    it (ASan saw it); it is handed to the loop thread instead.  The daemon
+    keeps running, the new link connects and answers."""
+    f = Farm()
+    f.wait_polled()
+    a = f.op("admin")
+    assert ask(a, node_jid("mail"), "status")["body"].startswith("mail: ok since ")
+    with open(f.d.conf) as fh:
+        text = fh.read()
+    assert 'driver = "xmpp";' in text
+    with open(f.d.conf, "w") as fh:
+        fh.write(text.replace('driver = "xmpp";', 'driver = "xmpp"; ping_interval = 45;', 1))
+    a.send(node_jid("mail"), "core reload")
+    wait_for(lambda: "configuration reloaded" in f.d.logtext(), sbtest.WAIT,
+             "the reload to finish")
+    assert f.d.proc.poll() is None, f.d.logtext()[-3000:]
+    wait_linked(f.d)
+    m = ask(a, node_jid("web"), "status", timeout=LONG)
+    assert m["body"].startswith("web: ok since "), m["body"]
+    assert f.d.ok("core show version")
+
+
+@evidence
 def test_component_reply_to_the_asking_resource_only():
     f = Farm()
     f.wait_polled()
