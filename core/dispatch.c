@@ -289,13 +289,18 @@ static const struct sb_builtin *
 find_builtin(int argc, char **argv, int *nwords)
 {
 	const struct sb_builtin *best = NULL;
+	size_t count = sb_builtin_count(), len0 = strlen(argv[0]);
 	int bestn = 0;
 
-	for (size_t i = 0; i < sb_builtin_count(); i++) {
+	for (size_t i = 0; i < count; i++) {
 		const struct sb_builtin *b = sb_builtin_at(i);
 		const char *w = b->words;
 		int n = 0, match = 1;
 
+		/* Every line is looked up here before the dialplan runs it, and
+		 * most match no built-in: reject on the first word cheaply. */
+		if (strncmp(w, argv[0], len0) != 0 || (w[len0] != ' ' && w[len0] != '\0'))
+			continue;
 		while (match && *w) {
 			size_t len = strcspn(w, " ");
 
