@@ -22,13 +22,14 @@
 #define AUDIT_DEFAULT 20
 #define AUDIT_MAX     1000
 #define AUDIT_COLS    10	/* time and the nine strings of a row */
-#define AUDIT_BATCH   16	/* rows one INSERT writes */
+#define AUDIT_BATCH   6	/* one INSERT writes up to 2^6 rows */
 #define AUDIT_HELD    1024	/* rows held back at most before they are written */
 
 /*
  * Rows are held back until the store commits (store.c calls flush() just
- * before) and then written AUDIT_BATCH to an INSERT: a statement's run
- * costs about as much as the row it writes, and a row written earlier in
+ * before) and then written up to 64 to an INSERT: a statement's run
+ * costs about as much as the row it writes (a power of two of them to a
+ * statement, so that any number takes few), and a row written earlier in
  * the open transaction would not be durable any sooner.  A crash loses the
  * same rows either way (those of the transaction not yet committed).  The
  * query below writes them first, so that it sees every row.
@@ -38,7 +39,8 @@ struct held {
 	char   *s[AUDIT_COLS - 1];	/* into one block, s[0] its start */
 };
 
-static struct sqlite3_stmt *st_insert, *st_batch, *st_query;
+static struct sqlite3_stmt *st_insert[AUDIT_BATCH + 1];	/* [k]: 2^k rows */
+static struct sqlite3_stmt *st_query;
 static struct held *held;
 static size_t nheld, held_cap;
 static int failing;	/* a write failed: say so once, not per command */
@@ -117,15 +119,17 @@ flush(void)
 		return;
 	if (!sb_store_is_open())
 		rc = -1;
-	while (rc == 0 && nheld - i >= AUDIT_BATCH) {
-		if ((st = stmt(&st_batch, AUDIT_BATCH)) == NULL || write_rows(st, i,
-		    AUDIT_BATCH) < 0)
+	for (int k = AUDIT_BATCH; rc == 0 && i < nheld; ) {
+		int n = 1 << k;
+
+		if (nheld - i < (size_t)n) {
+			k--;
+			continue;
+		}
+		if ((st = stmt(&st_insert[k], n)) == NULL || write_rows(st, i, n) < 0)
 			rc = -1;
-		i += AUDIT_BATCH;
+		i += n;
 	}
-	for (; rc == 0 && i < nheld; i++)
-		if ((st = stmt(&st_insert, 1)) == NULL || write_rows(st, i, 1) < 0)
-			rc = -1;
 	if (rc < 0 && !failing)
 		sb_warnx("audit: cannot write: %s", sb_store_is_open() ?
 		    sqlite3_errmsg(sb_store_db()) : "the store is closed");
