@@ -28,6 +28,21 @@
 #define PM_POS		(-2)	/* position capture "()" */
 #define UC(c)		((unsigned char)(c))
 
+/* The allocator's pools (see alloc): blocks up to POOL_MAX bytes in
+ * classes POOL_GRAIN apart, at most POOL_KEEP bytes kept free per state.
+ * Under AddressSanitizer every block goes to malloc, so that it still
+ * sees a use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ON		0
+#else
+#define POOL_ON		1
+#endif
+#define POOL_MAX	512
+#define POOL_GRAIN	16
+#define POOL_KEEP	((size_t)1 << 20)
+#define POOL_CLASS(n)	(((n) - 1) / POOL_GRAIN)	/* n in 1..POOL_MAX */
+#define POOL_SIZE(c)	(((size_t)(c) + 1) * POOL_GRAIN)
+
 struct sb_lua {
 	lua_State		*L;
 	struct sb_lua_limits	 lim;
@@ -39,9 +54,80 @@ struct sb_lua {
 	int			 depth;		/* calls in progress (nested) */
 	int			 instr_hit;	/* budget spent: raise at every hook */
 	int			 relaxed;	/* in msgh: call budget waived */
+	void			*pool[POOL_MAX / POOL_GRAIN + 1];	/* free blocks by class */
+	size_t			 pooled;	/* bytes in them */
 };
 
 static void hook(lua_State *, lua_Debug *);
+
+/*
+ * Blocks of Lua's objects.  A command makes and drops a few dozen small
+ * objects (tables, their parts, strings, closures), and the collector
+ * frees them in bursts that overflow malloc's per-thread cache, where a
+ * free costs several times what it costs here: blocks up to POOL_MAX bytes
+ * are kept on free lists by size class instead and handed out again.  A
+ * block of a class is always at least that class's size, so a block can
+ * go back to the list of the size Lua gives when it frees it.
+ */
+static void *
+block_get(struct sb_lua *sb, size_t n)
+{
+	void *p;
+
+	if (!POOL_ON || n > POOL_MAX)
+		return malloc(n);
+	if ((p = sb->pool[POOL_CLASS(n)]) == NULL)
+		return malloc(POOL_SIZE(POOL_CLASS(n)));
+	sb->pool[POOL_CLASS(n)] = *(void **)p;
+	sb->pooled -= POOL_SIZE(POOL_CLASS(n));
+	return p;
+}
+
+static void
+block_put(struct sb_lua *sb, void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	if (!POOL_ON || n > POOL_MAX || sb->pooled + POOL_SIZE(POOL_CLASS(n)) > POOL_KEEP) {
+		free(p);
+		return;
+	}
+	*(void **)p = sb->pool[POOL_CLASS(n)];
+	sb->pool[POOL_CLASS(n)] = p;
+	sb->pooled += POOL_SIZE(POOL_CLASS(n));
+}
+
+/* Resize block p of old bytes (0: none) to n; NULL if that failed. */
+static void *
+block_resize(struct sb_lua *sb, void *p, size_t old, size_t n)
+{
+	void *q;
+
+	if (old == 0)
+		return block_get(sb, n);
+	if (!POOL_ON || (old > POOL_MAX && n > POOL_MAX))
+		return realloc(p, n);
+	if (old <= POOL_MAX && n <= POOL_MAX && POOL_CLASS(old) == POOL_CLASS(n))
+		return p;
+	if ((q = block_get(sb, n)) == NULL)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	block_put(sb, p, old);
+	return q;
+}
+
+static void
+pool_free(struct sb_lua *sb)
+{
+	for (size_t c = 0; c < sizeof(sb->pool) / sizeof(sb->pool[0]); c++)
+		while (sb->pool[c]) {
+			void *p = sb->pool[c];
+
+			sb->pool[c] = *(void **)p;
+			free(p);
+		}
+	sb->pooled = 0;
+}
 
 /*
  * The allocator.  Growth is refused past the state's ceiling and, during a
@@ -57,13 +143,13 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	void *p;
 
 	if (nsize == 0) {
-		free(ptr);
+		block_put(sb, ptr, old);
 		sb->used -= old;
 		return NULL;
 	}
 	if (nsize <= old) {
 		sb->used -= old - nsize;
-		p = realloc(ptr, nsize);
+		p = block_resize(sb, ptr, old, nsize);
 		return p ? p : ptr;	/* a failed shrink keeps the block */
 	}
 	grow = nsize - old;
@@ -76,7 +162,7 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		sb->mem_hit = sb->lim.call_alloc;
 		return NULL;
 	}
-	if ((p = realloc(ptr, nsize)) == NULL)
+	if ((p = block_resize(sb, ptr, old, nsize)) == NULL)
 		return NULL;
 	sb->used += grow;
 	if (sb->depth > 0)
@@ -955,6 +1041,7 @@ struct sb_lua *sb_lua_new(const struct sb_lua_limits *lim)
 		sb->lim.str_max = (size_t)1 << 20;
 	sb->step = sb->lim.call_instr < HOOK_STEP ? (int)sb->lim.call_instr : HOOK_STEP;
 	if ((sb->L = lua_newstate(alloc, sb)) == NULL) {
+		pool_free(sb);
 		free(sb);
 		return NULL;
 	}
@@ -977,6 +1064,7 @@ void sb_lua_free(struct sb_lua *sb)
 	if (sb == NULL)
 		return;
 	lua_close(sb->L);
+	pool_free(sb);
 	free(sb);
 }
 
