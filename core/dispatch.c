@@ -468,7 +468,6 @@ sb_dispatch(struct sb_msg *m)
 	cmd = sb_calloc(1, sizeof(*cmd));
 	cmd->msg = m;
 	cmd->identity = sb_strdup(m->from);
-	cmd->channel = sb_strdup(m->channel);
 	cmd->group = m->kind == SB_MSG_GROUP;
 	cmd->room = cmd->group ? sb_strdup(m->conv) : NULL;
 	len = strlen(m->text);

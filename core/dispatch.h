@@ -35,7 +35,7 @@ struct sb_cmd {
 	/* Where it counts as coming from, for rules and the dialplan: the
 	 * message's, unless "as IDENTITY on CHANNEL in ROOM" said otherwise
 	 * (replies still go to msg's conversation). */
-	char   *channel;
+	char   *channel;	/* NULL: msg's */
 	int     group;		/* from a room or IRC channel */
 	char   *room;		/* that conversation, NULL when direct */
 	/* For the audit log (audit.h), written when the command ends. */
