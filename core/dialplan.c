@@ -886,14 +886,15 @@ resume_run(struct run *r, int nargs)
 		/* dispatch returns ok, text [, confirmation code] */
 		int ok = nres >= 1 && lua_toboolean(r->co, -nres);
 		const char *text = nres >= 2 ? lua_tostring(r->co, -nres + 1) : NULL;
-		char *copy = sb_strdup(text);
 
 		if (nres >= 3 && lua_type(r->co, -nres + 2) == LUA_TSTRING)
 			sb_msg_set_confirm(r->cmd->msg, lua_tostring(r->co, -nres + 2));
-
+		/* text lives on the thread's stack until the pop: no copy.  The
+		 * pop comes before run_free, which keeps only an empty thread. */
+		sb_cmd_done(r->cmd, ok, text);
+		r->cmd = NULL;
 		lua_pop(r->co, nres);
-		run_finish(r, ok, copy);
-		free(copy);
+		run_free(r);
 		return;
 	}
 	lua_pop(r->co, nres);
