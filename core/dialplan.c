@@ -138,12 +138,27 @@ run_of(lua_State *L)
 	return r;
 }
 
+/*
+ * Push s (NULL: nil), a string made for this one command.  lua_pushstring
+ * first looks the address up in Lua's small cache of C strings, which
+ * suits constants (the field names) but never hits for such a string and
+ * evicts a constant that would have.
+ */
+static void
+push_fresh(lua_State *L, const char *s)
+{
+	if (s)
+		lua_pushlstring(L, s, strlen(s));
+	else
+		lua_pushnil(L);
+}
+
 static void
 push_strings(lua_State *L, char **v, size_t n)
 {
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
-		lua_pushstring(L, v[i]);
+		push_fresh(L, v[i]);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 }
@@ -946,22 +961,22 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	co = r->co;
 	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
 	lua_createtable(co, 0, 9);
-	lua_pushstring(co, cmd->identity);
+	push_fresh(co, cmd->identity);
 	lua_setfield(co, -2, "identity");
-	lua_pushstring(co, cmd->role);
+	push_fresh(co, cmd->role);
 	lua_setfield(co, -2, "role");
 	lua_pushinteger(co, cmd->level);
 	lua_setfield(co, -2, "level");
-	lua_pushstring(co, channel);
+	push_fresh(co, channel);
 	lua_setfield(co, -2, "channel");
 	lua_pushstring(co, cmd->group ? "group" : "direct");
 	lua_setfield(co, -2, "kind");
 	if (cmd->room) {
-		lua_pushstring(co, cmd->room);
+		push_fresh(co, cmd->room);
 		lua_setfield(co, -2, "room");
 	}
 	if (cmd->msg->node) {
-		lua_pushstring(co, cmd->msg->node);
+		push_fresh(co, cmd->msg->node);
 		lua_setfield(co, -2, "node");
 	}
 	lua_pushcfunction(co, l_reply);		/* the global reply */
@@ -969,8 +984,8 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	lua_pushstring(co, channel_context(channel, cmd->group));
 	lua_setfield(co, -2, "context");
 	push_strings(co, cmd->argv, (size_t)cmd->argc);
-	lua_pushstring(co, cmd->line);
-	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
+	push_fresh(co, cmd->line);
+	push_fresh(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
 	resume_run(r, 4);
 	return 1;
 }
