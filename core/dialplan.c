@@ -108,6 +108,19 @@ static struct dp *cur;
 static struct run *runs;
 static int dp_key;		/* address used as a registry key */
 
+/*
+ * The field names of the tables made for every command (its ctx, node()'s
+ * snapshot), interned once per state in a list in its registry: set with
+ * lua_setfield, each name is looked up by its address at every field.
+ */
+enum { K_NAME = 1, K_STATE, K_REASON, K_SINCE, K_LAST_POLL, K_BACKEND, K_POLL_INTERVAL,
+	K_GROUPS, K_IDENTITY, K_ROLE, K_LEVEL, K_CHANNEL, K_KIND, K_ROOM, K_NODE, K_REPLY,
+	K_CONTEXT, K_END };
+static const char *const key_names[K_END] = { NULL, "name", "state", "reason", "since",
+	"last_poll", "backend", "poll_interval", "groups", "identity", "role", "level",
+	"channel", "kind", "room", "node", "reply", "context" };
+static int keys_key;		/* registry: that list */
+
 static void dp_unref(struct dp *);
 static void resume_run(struct run *, int nargs);
 
@@ -172,26 +185,47 @@ setfield_num(lua_State *L, const char *k, double v)
 	lua_setfield(L, -2, k);
 }
 
+/* Push the list of key_names; returns its index. */
+static int
+push_keys(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_key);
+	return lua_gettop(L);
+}
+
 static void
 push_node(lua_State *L, const struct sb_node *n)
 {
+	int t, keys;
+
 	lua_createtable(L, 0, 10);
+	t = lua_gettop(L);
+	keys = push_keys(L);
+	lua_rawgeti(L, keys, K_NAME);
 	lua_pushstring(L, n->name);
-	lua_setfield(L, -2, "name");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_STATE);
 	lua_pushstring(L, sb_state_name(n->state));
-	lua_setfield(L, -2, "state");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_REASON);
 	lua_pushstring(L, n->reason);
-	lua_setfield(L, -2, "reason");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_SINCE);
 	lua_pushinteger(L, (lua_Integer)n->since);
-	lua_setfield(L, -2, "since");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_LAST_POLL);
 	lua_pushinteger(L, (lua_Integer)n->last_poll);
-	lua_setfield(L, -2, "last_poll");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_BACKEND);
 	lua_pushstring(L, n->hal->be->name);
-	lua_setfield(L, -2, "backend");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_POLL_INTERVAL);
 	lua_pushnumber(L, n->poll_interval);
-	lua_setfield(L, -2, "poll_interval");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_GROUPS);
 	push_strings(L, n->groups, n->ngroups);
-	lua_setfield(L, -2, "groups");
+	lua_rawset(L, t);
+	lua_pop(L, 1);
 }
 
 static void
@@ -953,6 +987,7 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	const char *channel = cmd->channel ? cmd->channel : cmd->msg->channel;
 	struct run *r;
 	lua_State *co;
+	int t, keys;
 
 	(void)ud;
 	if (cur == NULL)
@@ -961,28 +996,40 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	co = r->co;
 	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
 	lua_createtable(co, 0, 9);
+	t = lua_gettop(co);
+	keys = push_keys(co);
+	lua_rawgeti(co, keys, K_IDENTITY);
 	push_fresh(co, cmd->identity);
-	lua_setfield(co, -2, "identity");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_ROLE);
 	push_fresh(co, cmd->role);
-	lua_setfield(co, -2, "role");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_LEVEL);
 	lua_pushinteger(co, cmd->level);
-	lua_setfield(co, -2, "level");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_CHANNEL);
 	push_fresh(co, channel);
-	lua_setfield(co, -2, "channel");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_KIND);
 	lua_pushstring(co, cmd->group ? "group" : "direct");
-	lua_setfield(co, -2, "kind");
+	lua_rawset(co, t);
 	if (cmd->room) {
+		lua_rawgeti(co, keys, K_ROOM);
 		push_fresh(co, cmd->room);
-		lua_setfield(co, -2, "room");
+		lua_rawset(co, t);
 	}
 	if (cmd->msg->node) {
+		lua_rawgeti(co, keys, K_NODE);
 		push_fresh(co, cmd->msg->node);
-		lua_setfield(co, -2, "node");
+		lua_rawset(co, t);
 	}
+	lua_rawgeti(co, keys, K_REPLY);
 	lua_pushcfunction(co, l_reply);		/* the global reply */
-	lua_setfield(co, -2, "reply");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_CONTEXT);
 	lua_pushstring(co, channel_context(channel, cmd->group));
-	lua_setfield(co, -2, "context");
+	lua_rawset(co, t);
+	lua_pop(co, 1);
 	push_strings(co, cmd->argv, (size_t)cmd->argc);
 	push_fresh(co, cmd->line);
 	push_fresh(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
@@ -1387,6 +1434,12 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &dp_key);
 	lua_newtable(L);
 	dp->ref_runs = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, K_END - 1, 0);
+	for (int k = 1; k < K_END; k++) {
+		lua_pushstring(L, key_names[k]);
+		lua_rawseti(L, -2, k);
+	}
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
 
 	/* The primitives go in the sandbox's globals as __sb; the prelude
 	 * takes them and removes the name. */
