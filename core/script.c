@@ -623,6 +623,55 @@ static int s_rep(lua_State *L)
  * types, a missing argument; the real function does those and says what
  * is wrong.
  */
+/* Decimal v, ending at end; returns its start. */
+static char *fmt_int(char *end, lua_Integer v)
+{
+	lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+
+	do
+		*--end = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--end = '-';
+	return end;
+}
+
+/*
+ * format_plain's work for a result that fits a buffer on the C stack, as
+ * most do: no luaL_Buffer, one string made at the end.  0 if it did not
+ * fit (nothing pushed).
+ */
+static int format_short(lua_State *L, const char *f, const char *fe)
+{
+	char buf[256], *o = buf, num[24], *n;
+	const char *s;
+	size_t ls;
+	int arg = 1;
+
+	while (f < fe) {
+		if (*f != '%' || f[1] == '%') {
+			if (o == buf + sizeof(buf))
+				return 0;
+			*o++ = *f;
+			f += *f == '%' ? 2 : 1;
+			continue;
+		}
+		if (f[1] == 's')
+			s = lua_tolstring(L, ++arg, &ls);
+		else {
+			s = n = fmt_int(num + sizeof(num), lua_tointeger(L, ++arg));
+			ls = (size_t)(num + sizeof(num) - n);
+		}
+		if (ls > (size_t)(buf + sizeof(buf) - o))
+			return 0;
+		memcpy(o, s, ls);
+		o += ls;
+		f += 2;
+	}
+	lua_pushlstring(L, buf, (size_t)(o - buf));
+	return 1;
+}
+
 static int format_plain(lua_State *L)
 {
 	size_t lf, ls;
@@ -647,12 +696,12 @@ static int format_plain(lua_State *L)
 		    !(*p == 'd' && lua_isinteger(L, arg)))
 			return 0;
 	}
+	if (format_short(L, f, fe))
+		return 1;
 	luaL_buffinit(L, &b);
 	for (p = f, arg = 1; p < fe; ) {
 		const char *q = memchr(p, '%', (size_t)(fe - p));
 		char num[24], *n = num + sizeof(num);
-		lua_Integer v;
-		lua_Unsigned u;
 
 		if (q == NULL) {
 			luaL_addlstring(&b, p, (size_t)(fe - p));
@@ -666,13 +715,7 @@ static int format_plain(lua_State *L)
 			s = lua_tolstring(L, ++arg, &ls);
 			luaL_addlstring(&b, s, ls);
 		} else {
-			v = lua_tointeger(L, ++arg);
-			u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
-			do
-				*--n = (char)('0' + u % 10);
-			while ((u /= 10) != 0);
-			if (v < 0)
-				*--n = '-';
+			n = fmt_int(n, lua_tointeger(L, ++arg));
 			luaL_addlstring(&b, n, (size_t)(num + sizeof(num) - n));
 		}
 	}
