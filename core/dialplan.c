@@ -137,11 +137,24 @@ dp_of(lua_State *L)
 	return dp;
 }
 
+/*
+ * The runs being resumed, innermost last (a run's C call may resume
+ * another): run_of answers for the innermost one's thread without the
+ * registry.  A run released meanwhile is cleared from it.
+ */
+static struct run *resumed[16];
+static size_t nresumed;
+
 static struct run *
 run_of(lua_State *L)
 {
-	struct dp *dp = dp_of(L);
+	struct dp *dp;
 	struct run *r;
+
+	if (nresumed > 0 && nresumed <= SB_ARRAY_LEN(resumed) &&
+	    (r = resumed[nresumed - 1]) != NULL && r->co == L)
+		return r;
+	dp = dp_of(L);
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_runs);
 	lua_pushthread(L);
@@ -859,6 +872,9 @@ run_release(struct run *r)
 	lua_State *L = sb_lua_state(r->dp->lua);
 	lua_Debug ar;
 
+	for (size_t i = 0; i < nresumed && i < SB_ARRAY_LEN(resumed); i++)
+		if (resumed[i] == r)
+			resumed[i] = NULL;
 	if (r->resume)
 		sb_loop_del_timer(sb_core.loop, r->resume);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->dp->ref_runs);
@@ -912,7 +928,11 @@ resume_run(struct run *r, int nargs)
 	char err[1024];
 	int nres = 0, rc;
 
+	if (nresumed < SB_ARRAY_LEN(resumed))
+		resumed[nresumed] = r;
+	nresumed++;
 	rc = sb_lua_resume(r->dp->lua, r->co, nargs, &nres, err, sizeof(err));
+	nresumed--;
 	if (rc == LUA_YIELD) {
 		lua_pop(r->co, nres);
 		if (r->waiting)
