@@ -739,15 +739,14 @@ resolve = function(argv, context, node, verb)
 	-- first that matches wins.
 	local list = (by_verb or verb_index())[verb or slower(argv[1])] or {}
 	local c, args
-	local misses = {}
 	for i = 1, #list do	-- a list of ours: no holes
 		local cand = list[i]
 		if cand.contexts[context] or visible(cand, context) then
-			args = match(cand.elems, argv, node, misses, 2)
+			args = match(cand.elems, argv, node, nil, 2)
 			if args then c = cand break end
 		end
 	end
-	local cands
+	local cands, misses
 	if not c then
 		cands = {}
 		for _, cand in ipairs(list) do
@@ -755,6 +754,15 @@ resolve = function(argv, context, node, verb)
 		end
 		if #cands == 0 then
 			return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
+		end
+		-- The words that named no node, for the hint below: the same
+		-- matching again, keeping them (a line that matched needs none).
+		misses = {}
+		for i = 1, #list do
+			local cand = list[i]
+			if cand.contexts[context] or visible(cand, context) then
+				match(cand.elems, argv, node, misses, 2)
+			end
 		end
 	end
 	if not c and #misses > 0 then
