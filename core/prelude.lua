@@ -52,8 +52,10 @@ local function where(level)
 	return first_line(msg):gsub(":%s*$", "")
 end
 
+local level = sb.level	-- a role's level (0: no such role)
+
 local function level_of(role)
-	return sb.level(role)
+	return level(role)
 end
 
 local function role_name(level)
@@ -647,15 +649,10 @@ end
 local function needs(c, args)
 	local role = c.role
 	if type(role) == "function" then role = role(args) or "viewer" end
-	local l = level_of(role)
+	local l = level(role)	-- every command: not through level_of
 	if l == 0 then error(sfmt("command '%s': role function gave unknown role '%s'",
 		c.pattern, tostring(role)), 0) end
 	return role, l
-end
-
-local function wants_confirm(c, args)
-	if type(c.confirm) == "function" then return c.confirm(args) and true or false end
-	return c.confirm and true or false
 end
 
 local resolve	-- below: the matching half of dispatch
@@ -808,7 +805,10 @@ local function dispatch(ctx, argv, text, session)
 	-- sent (the C side logs a refusal and keeps it for the audit log).
 	local ok, why = sb.acl_check(ctx, c.name, nodes, role, true)
 	if not ok then return fail(why) end
-	if wants_confirm(c, args) then
+	-- Does it want confirming (confirm: a flag, or a function of the args)?
+	local want = c.confirm
+	if type(want) == "function" then want = want(args) end
+	if want then
 		sweep()
 		local code
 		repeat code = sb.random_code() until pending[code] == nil
