@@ -148,7 +148,10 @@ local function match_from(elems, argv, n, implied, misses, args, ei, ti)
 		end
 		if v ~= nil then
 			args[e.name] = v
-			if match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1) then
+			-- (The pattern's last element ends it here: no call to say so.)
+			if elems[ei + 1] == nil then
+				if ti + 1 > n then return true end
+			elseif match_from(elems, argv, n, implied, misses, args, ei + 1, ti + 1) then
 				return true
 			end
 			args[e.name] = nil
@@ -735,12 +738,16 @@ resolve = function(argv, context, node, verb)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
 	local list = (by_verb or verb_index())[verb or slower(argv[1])] or {}
-	local c, args
+	local c, args, nargv = nil, nil, #argv
 	for i = 1, #list do	-- a list of ours: no holes
 		local cand = list[i]
 		if cand.contexts[context] or visible(cand, context) then
-			args = match(cand.elems, argv, node, nil, 2)
-			if args then c = cand break end
+			args = {}	-- match(), inline: this runs for every command
+			if match_from(cand.elems, argv, nargv, node, nil, args, 2, 2) then
+				c = cand
+				break
+			end
+			args = nil
 		end
 	end
 	local cands, misses
