@@ -650,15 +650,6 @@ local function execute(c, ctx, args, nodes)
 	return run_one(c, ctx, args)
 end
 
-local function needs(c, args)
-	local role = c.role
-	if type(role) == "function" then role = role(args) or "viewer" end
-	local l = level(role)	-- every command: not through level_of
-	if l == 0 then error(sfmt("command '%s': role function gave unknown role '%s'",
-		c.pattern, tostring(role)), 0) end
-	return role, l
-end
-
 local resolve	-- below: the matching half of dispatch
 
 local function confirm(ctx, session, code)
@@ -795,7 +786,13 @@ resolve = function(argv, context, node, verb)
 		end
 		return nil, ("usage: " .. tconcat(u, " | ") .. hint)
 	end
-	local role = needs(c, args)
+	-- The role it needs (for these arguments, if a function says).
+	local role = c.role
+	if type(role) == "function" then role = role(args) or "viewer" end
+	if level(role) == 0 then	-- every command: not through level_of
+		error(sfmt("command '%s': role function gave unknown role '%s'", c.pattern,
+			tostring(role)), 0)
+	end
 	return c, args, c.node_arg and args[c.node_arg] or nil, role
 end
 
