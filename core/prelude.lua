@@ -218,6 +218,8 @@ local function register(pat, spec, lvl)
 	local c = {
 		pattern = pat, elems = elems, nlit = nlit, help = spec.help or "",
 		role = role, confirm = spec.confirm, run = spec.run, multi = spec.multi,
+		-- for dispatch, which asks at every command
+		role_fn = type(role) == "function", confirm_fn = type(spec.confirm) == "function",
 		contexts = {}, file = file_name, where = where(lvl + 1),
 		describe = spec.describe, order = #commands + 1,
 	}
@@ -788,7 +790,7 @@ resolve = function(argv, context, node, verb)
 	end
 	-- The role it needs (for these arguments, if a function says).
 	local role = c.role
-	if type(role) == "function" then role = role(args) or "viewer" end
+	if c.role_fn then role = role(args) or "viewer" end
 	if level(role) == 0 then	-- every command: not through level_of
 		error(sfmt("command '%s': role function gave unknown role '%s'", c.pattern,
 			tostring(role)), 0)
@@ -812,7 +814,7 @@ local function dispatch(ctx, argv, text, session)
 	if not ok then return fail(why) end
 	-- Does it want confirming (confirm: a flag, or a function of the args)?
 	local want = c.confirm
-	if type(want) == "function" then want = want(args) end
+	if c.confirm_fn then want = want(args) end
 	if want then
 		sweep()
 		local code
