@@ -11,6 +11,7 @@
  * It does not decide what a command means, what is healthy or who is told:
  * scripts do.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -995,9 +996,28 @@ channel_context(const char *channel, int group)
 }
 
 /*
- * The prelude's dispatch(ctx, argv, text, session).  ctx is the table the
- * command's run gets (doc/scripting.md lists its fields), made here once:
- * the prelude matches the line with it and hands it on as it is.
+ * The first word in lower case as string.lower has it (tolower() byte by
+ * byte), which the prelude looks commands up by: here it costs no call
+ * from Lua.  nil for a long word: the prelude lowers that itself.
+ */
+static void
+push_verb(lua_State *L, const char *w)
+{
+	char buf[64];
+	size_t i;
+
+	for (i = 0; w[i] != '\0' && i < sizeof(buf); i++)
+		buf[i] = (char)tolower((unsigned char)w[i]);
+	if (w[i] != '\0')
+		lua_pushnil(L);
+	else
+		lua_pushlstring(L, buf, i);
+}
+
+/*
+ * The prelude's dispatch(ctx, argv, text, session, verb).  ctx is the
+ * table the command's run gets (doc/scripting.md lists its fields), made
+ * here once: the prelude matches the line with it and hands it on as it is.
  */
 static int
 dp_dispatch(struct sb_cmd *cmd, void *ud)
@@ -1053,7 +1073,8 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	push_strings(co, cmd->argv, (size_t)cmd->argc);
 	push_fresh(co, cmd->line);
 	push_fresh(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
-	resume_run(r, 4);
+	push_verb(co, cmd->argv[0]);
+	resume_run(r, 5);
 	return 1;
 }
 

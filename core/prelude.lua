@@ -799,9 +799,10 @@ resolve = function(argv, context, node, verb)
 end
 
 -- A command line: ctx is what its run will see (core/dialplan.c makes it),
--- argv its words, text the line, session the conversation it came from.
-local function dispatch(ctx, argv, text, session)
-	local verb = slower(argv[1])
+-- argv its words, text the line, session the conversation it came from,
+-- verb argv[1] in lower case (nil: lower it here).
+local function dispatch(ctx, argv, text, session, verb)
+	verb = verb or slower(argv[1])
 	if verb == "confirm" then
 		if #argv ~= 2 then return fail("usage: confirm <code>") end
 		return confirm(ctx, session, argv[2])
