@@ -299,7 +299,8 @@ find_builtin(int argc, char **argv, int *nwords)
 
 		/* Every line is looked up here before the dialplan runs it, and
 		 * most match no built-in: reject on the first word cheaply. */
-		if (strncmp(w, argv[0], len0) != 0 || (w[len0] != ' ' && w[len0] != '\0'))
+		if (w[0] != argv[0][0] || strncmp(w, argv[0], len0) != 0 ||
+		    (w[len0] != ' ' && w[len0] != '\0'))
 			continue;
 		while (match && *w) {
 			size_t len = strcspn(w, " ");
