@@ -37,6 +37,7 @@
 struct held {
 	int64_t time_ms;
 	char   *s[AUDIT_COLS - 1];	/* into one block, s[0] its start */
+	int     len[AUDIT_COLS - 1];	/* their lengths, for the binds */
 };
 
 static struct sqlite3_stmt *st_insert[AUDIT_BATCH + 1];	/* [k]: 2^k rows */
@@ -55,10 +56,10 @@ now_ms(void)
 }
 
 static void
-bind(struct sqlite3_stmt *st, int i, const char *v)
+bind(struct sqlite3_stmt *st, int i, const char *v, int len)
 {
 	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i, v, len, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
 }
@@ -100,7 +101,7 @@ write_rows(struct sqlite3_stmt *st, size_t from, int n)
 	for (size_t i = from; i < from + (size_t)n; i++) {
 		sqlite3_bind_int64(st, col++, held[i].time_ms);
 		for (int j = 0; j < AUDIT_COLS - 1; j++)
-			bind(st, col++, held[i].s[j]);
+			bind(st, col++, held[i].s[j], held[i].len[j]);
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -170,6 +171,7 @@ sb_audit_add(const struct sb_audit_rec *r)
 	p = sb_malloc(total);
 	for (int j = 0; j < AUDIT_COLS - 1; j++) {
 		h->s[j] = v[j] ? memcpy(p, v[j], len[j]) : NULL;
+		h->len[j] = v[j] ? (int)len[j] - 1 : 0;
 		p += len[j];
 	}
 	sb_store_before_commit(flush);
