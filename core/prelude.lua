@@ -230,6 +230,7 @@ local function register(pat, spec, lvl)
 		if e.literal and #words == i - 1 then words[#words + 1] = e.literal end
 	end
 	c.name = tconcat(words, " ")	-- what rules' command globs see: "power" 
+	c.per_node = c.node_arg ~= nil and not c.multi	-- runs once for each node
 	commands[#commands + 1] = c
 	by_verb = nil
 	return c
@@ -836,7 +837,7 @@ local function dispatch(ctx, argv, text, session, verb)
 		return true, sfmt("'%s' needs confirmation.%s Send 'confirm %s' within %d s.",
 			text, scope, code, sb.confirm_timeout), code
 	end
-	if not (nodes and #nodes == 1 and c.node_arg and not c.multi) then
+	if not (nodes and c.per_node and #nodes == 1) then
 		return execute(c, ctx, args, nodes)
 	end
 	-- Most commands name one node: execute's first case and run_one
