@@ -42,7 +42,10 @@ sb_tokenize(const char *text, char ***argvp, char **storep)
 {
 	size_t len = strlen(text);
 	char *store = sb_malloc(len + 1), *o = store;
-	char **argv = sb_calloc(SB_MAX_ARGS + 1, sizeof(*argv));
+	/* A word takes a byte and a blank at least: room for them all and
+	 * the NULL, not for SB_MAX_ARGS when the line is short. */
+	size_t max = (len + 1) / 2 < SB_MAX_ARGS ? (len + 1) / 2 + 1 : SB_MAX_ARGS + 1;
+	char **argv = sb_malloc(max * sizeof(*argv));
 	const char *p = text;
 	int argc = 0;
 
@@ -70,6 +73,7 @@ sb_tokenize(const char *text, char ***argvp, char **storep)
 		}
 		*o++ = '\0';
 	}
+	argv[argc] = NULL;
 	*argvp = argv;
 	*storep = store;
 	return argc;
