@@ -729,6 +729,50 @@ local function verb_index()
 	return by_verb
 end
 
+-- Why no command in list (resolve's candidates) matched argv: nil and
+-- the answer.
+local function no_match(list, argv, context, node)
+	local cands = {}
+	for _, cand in ipairs(list) do
+		if visible(cand, context) then cands[#cands + 1] = cand end
+	end
+	if #cands == 0 then
+		return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
+	end
+	-- The words that named no node: the same matching again, keeping
+	-- them (a line that matched needs none).
+	local misses = {}
+	for i = 1, #list do
+		local cand = list[i]
+		if cand.contexts[context] or visible(cand, context) then
+			match(cand.elems, argv, node, misses, 2)
+		end
+	end
+	if #misses > 0 then
+		-- Had a word that named no node been a node, would the line fit?
+		-- Then the operator mistyped a node: say that, not the usage.
+		local any = sb.nodes()[1]
+		for _, miss in ipairs(any and misses or {}) do
+			local argv2 = {}
+			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
+			for _, cand in ipairs(cands) do
+				if match(cand.elems, argv2, node, nil, 1) then
+					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
+				end
+			end
+		end
+	end
+	local u = {}
+	for _, cand in ipairs(cands) do u[#u + 1] = usage(cand) end
+	local hint = ""
+	if not node then
+		for _, cand in ipairs(cands) do
+			if cand.node_arg then hint = " (name the node)" break end
+		end
+	end
+	return nil, ("usage: " .. tconcat(u, " | ") .. hint)
+end
+
 resolve = function(argv, context, node, verb)
 	-- Candidates: visible in this context, most specific first; the
 	-- first that matches wins.
@@ -745,50 +789,7 @@ resolve = function(argv, context, node, verb)
 			args = nil
 		end
 	end
-	local cands, misses
-	if not c then
-		cands = {}
-		for _, cand in ipairs(list) do
-			if visible(cand, context) then cands[#cands + 1] = cand end
-		end
-		if #cands == 0 then
-			return nil, (sfmt("unknown command '%s'; try 'help'", argv[1]))
-		end
-		-- The words that named no node, for the hint below: the same
-		-- matching again, keeping them (a line that matched needs none).
-		misses = {}
-		for i = 1, #list do
-			local cand = list[i]
-			if cand.contexts[context] or visible(cand, context) then
-				match(cand.elems, argv, node, misses, 2)
-			end
-		end
-	end
-	if not c and #misses > 0 then
-		-- Had a word that named no node been a node, would the line fit?
-		-- Then the operator mistyped a node: say that, not the usage.
-		local any = sb.nodes()[1]
-		for _, miss in ipairs(any and misses or {}) do
-			local argv2 = {}
-			for i, w in ipairs(argv) do argv2[i] = (w == miss) and any.name or w end
-			for _, cand in ipairs(cands) do
-				if match(cand.elems, argv2, node, nil, 1) then
-					return nil, (sfmt("no node matches '%s'; try 'nodes'", miss))
-				end
-			end
-		end
-	end
-	if not c then
-		local u = {}
-		for _, cand in ipairs(cands) do u[#u + 1] = usage(cand) end
-		local hint = ""
-		if not node then
-			for _, cand in ipairs(cands) do
-				if cand.node_arg then hint = " (name the node)" break end
-			end
-		end
-		return nil, ("usage: " .. tconcat(u, " | ") .. hint)
-	end
+	if not c then return no_match(list, argv, context, node) end
 	-- The role it needs (for these arguments, if a function says).
 	local role = c.role
 	if c.role_fn then role = role(args) or "viewer" end
