@@ -128,7 +128,8 @@ cmd_free(struct sb_cmd *cmd)
 	free(cmd->role);
 	free(cmd->argv);
 	free(cmd->store);
-	free(cmd->line);
+	if (cmd->line != cmd->heard)
+		free(cmd->line);
 	free(cmd->channel);
 	free(cmd->room);
 	free(cmd->heard);
@@ -411,7 +412,8 @@ run(struct sb_cmd *cmd, char *line)
 
 	free(cmd->argv);
 	free(cmd->store);
-	free(cmd->line);
+	if (cmd->line != cmd->heard)
+		free(cmd->line);
 	cmd->argv = NULL;
 	cmd->store = NULL;
 	cmd->line = line;
@@ -491,12 +493,11 @@ sb_dispatch(struct sb_msg *m)
 	    text[len - 1] == ' '))
 		text[--len] = '\0';
 	sb_sanitize_line(text);
-	cmd->heard = sb_strdup(text);
+	cmd->heard = text;	/* the line, until "as" makes another: one copy */
 	if ((role = sb_acl_role(m->from, &level)) == NULL) {
 		sb_notice("%s on %s: not authorized; refused \"%.60s\"", m->from,
 		    ch->name, m->text);
 		cmd->outcome = "refused";
-		free(text);
 		sb_cmd_done(cmd, 0, ch->silent_refusal ? NULL : "not authorized");
 		return;
 	}

@@ -28,7 +28,7 @@ struct sb_cmd {
 	int     argc;
 	char  **argv;		/* tokenised line (quotes honoured) */
 	char   *store;		/* argv's strings */
-	char   *line;		/* the sanitised command line */
+	char   *line;		/* the sanitised command line (may be heard) */
 	const char *rest;	/* line after the command's words, blanks skipped */
 	int     done;
 	void   *ud;		/* whoever runs it owns and frees this */
