@@ -836,11 +836,21 @@ timers_free(struct dp *dp)
 
 /* ---- runs ---- */
 
+/* A freed run kept for the next one: most commands make one and are done
+ * with it before the next arrives. */
+static struct run *spare_run;
+
 static struct run *
 run_new(struct dp *dp, struct sb_cmd *cmd)
 {
 	lua_State *L = sb_lua_state(dp->lua);
-	struct run *r = sb_calloc(1, sizeof(*r));
+	struct run *r = spare_run;
+
+	if (r != NULL) {
+		spare_run = NULL;
+		memset(r, 0, sizeof(*r));
+	} else
+		r = sb_calloc(1, sizeof(*r));
 
 	r->dp = dp;
 	dp->refs++;
@@ -912,7 +922,10 @@ static void
 run_free(struct run *r)
 {
 	run_release(r);
-	free(r);
+	if (spare_run == NULL)
+		spare_run = r;
+	else
+		free(r);
 }
 
 static void
@@ -1709,6 +1722,8 @@ sb_dialplan_stop(void)
 		} else
 			run_free(r);
 	}
+	free(spare_run);
+	spare_run = NULL;
 	dp_retire(cur);
 	cur = NULL;
 	sb_dispatch_set_dialplan(NULL, NULL);
