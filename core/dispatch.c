@@ -23,6 +23,8 @@
 static sb_dialplan_fn *dialplan;
 static void *dialplan_ud;
 static struct sb_dispatch_stats stats;
+/* A freed command kept for the next: most end before the next arrives. */
+static struct sb_cmd *spare;
 
 void
 sb_dispatch_stats(struct sb_dispatch_stats *out)
@@ -134,7 +136,10 @@ cmd_free(struct sb_cmd *cmd)
 	free(cmd->room);
 	free(cmd->heard);
 	free(cmd->nodes);
-	free(cmd);
+	if (spare == NULL)
+		spare = cmd;
+	else
+		free(cmd);
 }
 
 void
@@ -472,7 +477,11 @@ sb_dispatch(struct sb_msg *m)
 		return;
 	}
 	ch->msgs_in++;
-	cmd = sb_calloc(1, sizeof(*cmd));
+	if ((cmd = spare) != NULL) {
+		spare = NULL;
+		memset(cmd, 0, sizeof(*cmd));
+	} else
+		cmd = sb_calloc(1, sizeof(*cmd));
 	cmd->msg = m;
 	cmd->identity = sb_strdup(m->from);
 	cmd->group = m->kind == SB_MSG_GROUP;
