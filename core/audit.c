@@ -36,14 +36,15 @@
  */
 struct held {
 	int64_t time_ms;
-	char   *s[AUDIT_COLS - 1];	/* into one block, s[0] its start */
-	int     len[AUDIT_COLS - 1];	/* their lengths, for the binds */
+	size_t  off[AUDIT_COLS - 1];	/* its strings, in strs */
+	int     len[AUDIT_COLS - 1];	/* their lengths (-1: NULL), for the binds */
 };
 
 static struct sqlite3_stmt *st_insert[AUDIT_BATCH + 1];	/* [k]: 2^k rows */
 static struct sqlite3_stmt *st_query;
 static struct held *held;
 static size_t nheld, held_cap;
+static struct sb_buf strs;	/* the held rows' strings, one after another */
 static int failing;	/* a write failed: say so once, not per command */
 
 static int64_t
@@ -101,7 +102,8 @@ write_rows(struct sqlite3_stmt *st, size_t from, int n)
 	for (size_t i = from; i < from + (size_t)n; i++) {
 		sqlite3_bind_int64(st, col++, held[i].time_ms);
 		for (int j = 0; j < AUDIT_COLS - 1; j++)
-			bind(st, col++, held[i].s[j], held[i].len[j]);
+			bind(st, col++, held[i].len[j] < 0 ? NULL : strs.buf + held[i].off[j],
+			    held[i].len[j]);
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -135,9 +137,10 @@ flush(void)
 		sb_warnx("audit: cannot write: %s", sb_store_is_open() ?
 		    sqlite3_errmsg(sb_store_db()) : "the store is closed");
 	failing = rc < 0;
-	for (i = 0; i < nheld; i++)
-		free(held[i].s[0]);
 	nheld = 0;
+	strs.len = 0;
+	if (strs.cap > 64 * 1024)	/* after a burst: not kept for ever */
+		sb_buf_free(&strs);
 }
 
 int
@@ -146,9 +149,7 @@ sb_audit_add(const struct sb_audit_rec *r)
 	const char *v[AUDIT_COLS - 1] = { r->identity ? r->identity : "?", r->role, r->channel,
 	    r->conv, r->kind, r->line ? r->line : "", r->node, r->outcome ? r->outcome : "?",
 	    r->detail };
-	size_t len[AUDIT_COLS - 1], total = 0;
 	struct held *h;
-	char *p;
 
 	if (!sb_store_is_open())
 		return -1;
@@ -164,15 +165,19 @@ sb_audit_add(const struct sb_audit_rec *r)
 		held_cap = held_cap ? 2 * held_cap : 64;
 		held = sb_realloc(held, held_cap * sizeof(*held));
 	}
-	for (int j = 0; j < AUDIT_COLS - 1; j++)
-		total += len[j] = v[j] ? strlen(v[j]) + 1 : 0;
 	h = &held[nheld++];
 	h->time_ms = r->time_ms ? r->time_ms : now_ms();
-	p = sb_malloc(total);
 	for (int j = 0; j < AUDIT_COLS - 1; j++) {
-		h->s[j] = v[j] ? memcpy(p, v[j], len[j]) : NULL;
-		h->len[j] = v[j] ? (int)len[j] - 1 : 0;
-		p += len[j];
+		size_t n;
+
+		if (v[j] == NULL) {
+			h->len[j] = -1;
+			continue;
+		}
+		n = strlen(v[j]);
+		h->off[j] = strs.len;
+		h->len[j] = (int)n;
+		sb_buf_add(&strs, v[j], n + 1);
 	}
 	sb_store_before_commit(flush);
 	return failing ? -1 : 0;
