@@ -637,37 +637,45 @@ static char *fmt_int(char *end, lua_Integer v)
 }
 
 /*
- * format_plain's work for a result that fits a buffer on the C stack, as
- * most do: no luaL_Buffer, one string made at the end.  0 if it did not
- * fit (nothing pushed).
+ * format_plain's conversions, checked and done in one pass into a buffer
+ * on the C stack, as most results fit: no luaL_Buffer, one string made at
+ * the end.  1: done (pushed); 0: a format that is not ours (lstrlib's
+ * then); -1: ours, but longer than the buffer.  Nothing pushed but for 1.
  */
-static int format_short(lua_State *L, const char *f, const char *fe)
+static int format_short(lua_State *L, const char *f, const char *fe, int top)
 {
-	char buf[256], *o = buf, num[24], *n;
+	char buf[256], *o = buf, *end = buf + sizeof(buf), num[24], *n;
 	const char *s;
 	size_t ls;
-	int arg = 1;
+	int arg = 1, fits = 1;
 
 	while (f < fe) {
-		if (*f != '%' || f[1] == '%') {
-			if (o == buf + sizeof(buf))
-				return 0;
-			*o++ = *f;
+		if (*f != '%' || (f + 1 < fe && f[1] == '%')) {
+			if (fits && o < end)
+				*o++ = *f;
+			else
+				fits = 0;
 			f += *f == '%' ? 2 : 1;
 			continue;
 		}
-		if (f[1] == 's')
-			s = lua_tolstring(L, ++arg, &ls);
-		else {
-			s = n = fmt_int(num + sizeof(num), lua_tointeger(L, ++arg));
-			ls = (size_t)(num + sizeof(num) - n);
-		}
-		if (ls > (size_t)(buf + sizeof(buf) - o))
+		if (f + 1 == fe || ++arg > top)
 			return 0;
-		memcpy(o, s, ls);
-		o += ls;
+		if (f[1] == 's' && lua_type(L, arg) == LUA_TSTRING)
+			s = lua_tolstring(L, arg, &ls);
+		else if (f[1] == 'd' && lua_isinteger(L, arg)) {
+			s = n = fmt_int(num + sizeof(num), lua_tointeger(L, arg));
+			ls = (size_t)(num + sizeof(num) - n);
+		} else
+			return 0;
+		if (fits && ls <= (size_t)(end - o)) {
+			memcpy(o, s, ls);
+			o += ls;
+		} else
+			fits = 0;
 		f += 2;
 	}
+	if (!fits)
+		return -1;
 	lua_pushlstring(L, buf, (size_t)(o - buf));
 	return 1;
 }
@@ -676,28 +684,16 @@ static int format_plain(lua_State *L)
 {
 	size_t lf, ls;
 	const char *f, *fe, *p, *s;
-	int top = lua_gettop(L), arg = 1;
+	int arg;
 	luaL_Buffer b;
 
 	if (lua_type(L, 1) != LUA_TSTRING)
 		return 0;
 	f = lua_tolstring(L, 1, &lf);
 	fe = f + lf;
-	for (p = f; p < fe; p++) {	/* check it all first: no buffer to undo */
-		if (*p != '%')
-			continue;
-		if (++p == fe)
-			return 0;
-		if (*p == '%')
-			continue;
-		if (++arg > top)
-			return 0;
-		if (!(*p == 's' && lua_type(L, arg) == LUA_TSTRING) &&
-		    !(*p == 'd' && lua_isinteger(L, arg)))
-			return 0;
-	}
-	if (format_short(L, f, fe))
-		return 1;
+	if ((arg = format_short(L, f, fe, lua_gettop(L))) >= 0)
+		return arg;
+	/* Ours, and checked: the long way, through a luaL_Buffer. */
 	luaL_buffinit(L, &b);
 	for (p = f, arg = 1; p < fe; ) {
 		const char *q = memchr(p, '%', (size_t)(fe - p));
