@@ -21,8 +21,30 @@
 
 #define AUDIT_DEFAULT 20
 #define AUDIT_MAX     1000
+#define AUDIT_COLS    10	/* time and the nine strings of a row */
+#define AUDIT_BATCH   6	/* one INSERT writes up to 2^6 rows */
+#define AUDIT_HELD    1024	/* rows held back at most before they are written */
 
-static struct sqlite3_stmt *st_insert, *st_query;
+/*
+ * Rows are held back until the store commits (store.c calls flush() just
+ * before) and then written up to 64 to an INSERT: a statement's run
+ * costs about as much as the row it writes (a power of two of them to a
+ * statement, so that any number takes few), and a row written earlier in
+ * the open transaction would not be durable any sooner.  A crash loses the
+ * same rows either way (those of the transaction not yet committed).  The
+ * query below writes them first, so that it sees every row.
+ */
+struct held {
+	int64_t time_ms;
+	size_t  off[AUDIT_COLS - 1];	/* its strings, in strs */
+	int     len[AUDIT_COLS - 1];	/* their lengths (-1: NULL), for the binds */
+};
+
+static struct sqlite3_stmt *st_insert[AUDIT_BATCH + 1];	/* [k]: 2^k rows */
+static struct sqlite3_stmt *st_query;
+static struct held *held;
+static size_t nheld, held_cap;
+static struct sb_buf strs;	/* the held rows' strings, one after another */
 static int failing;	/* a write failed: say so once, not per command */
 
 static int64_t
@@ -35,49 +57,130 @@ now_ms(void)
 }
 
 static void
-bind(struct sqlite3_stmt *st, int i, const char *v)
+bind(struct sqlite3_stmt *st, int i, const char *v, int len)
 {
 	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i, v, len, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
+}
+
+/* "INSERT ... VALUES (?, ...), ..." for n rows. */
+static char *
+insert_sql(int n)
+{
+	struct sb_buf b = { 0 };
+
+	sb_buf_puts(&b, "INSERT INTO audit (time, identity, role, channel, conv, kind, line, "
+	    "node, outcome, detail) VALUES ");
+	for (int i = 0; i < n; i++)
+		sb_buf_puts(&b, i ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" :
+		    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	return b.buf;
+}
+
+static struct sqlite3_stmt *
+stmt(struct sqlite3_stmt **slot, int n)
+{
+	struct sqlite3_stmt *st;
+	char *sql;
+
+	if (*slot)
+		return *slot;
+	sql = insert_sql(n);
+	st = sb_store_stmt(slot, sql);
+	free(sql);
+	return st;
+}
+
+/* Write rows [from, from + n) with st; 0 or -1. */
+static int
+write_rows(struct sqlite3_stmt *st, size_t from, int n)
+{
+	int rc, col = 1;
+
+	for (size_t i = from; i < from + (size_t)n; i++) {
+		sqlite3_bind_int64(st, col++, held[i].time_ms);
+		for (int j = 0; j < AUDIT_COLS - 1; j++)
+			bind(st, col++, held[i].len[j] < 0 ? NULL : strs.buf + held[i].off[j],
+			    held[i].len[j]);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Write the rows held back into the open transaction. */
+static void
+flush(void)
+{
+	struct sqlite3_stmt *st;
+	size_t i = 0;
+	int rc = 0;
+
+	if (nheld == 0)
+		return;
+	if (!sb_store_is_open())
+		rc = -1;
+	for (int k = AUDIT_BATCH; rc == 0 && i < nheld; ) {
+		int n = 1 << k;
+
+		if (nheld - i < (size_t)n) {
+			k--;
+			continue;
+		}
+		if ((st = stmt(&st_insert[k], n)) == NULL || write_rows(st, i, n) < 0)
+			rc = -1;
+		i += n;
+	}
+	if (rc < 0 && !failing)
+		sb_warnx("audit: cannot write: %s", sb_store_is_open() ?
+		    sqlite3_errmsg(sb_store_db()) : "the store is closed");
+	failing = rc < 0;
+	nheld = 0;
+	strs.len = 0;
+	if (strs.cap > 64 * 1024)	/* after a burst: not kept for ever */
+		sb_buf_free(&strs);
 }
 
 int
 sb_audit_add(const struct sb_audit_rec *r)
 {
-	struct sqlite3_stmt *st;
-	int rc;
+	const char *v[AUDIT_COLS - 1] = { r->identity ? r->identity : "?", r->role, r->channel,
+	    r->conv, r->kind, r->line ? r->line : "", r->node, r->outcome ? r->outcome : "?",
+	    r->detail };
+	struct held *h;
 
 	if (!sb_store_is_open())
 		return -1;
-	if (sb_store_begin() < 0 || (st = sb_store_stmt(&st_insert,
-	    "INSERT INTO audit (time, identity, role, channel, conv, kind, line, node, "
-	    "outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")) == NULL)
-		goto fail;
-	/* The record outlives the step (reset below): no copies. */
-	sqlite3_bind_int64(st, 1, r->time_ms ? r->time_ms : now_ms());
-	bind(st, 2, r->identity ? r->identity : "?");
-	bind(st, 3, r->role);
-	bind(st, 4, r->channel);
-	bind(st, 5, r->conv);
-	bind(st, 6, r->kind);
-	bind(st, 7, r->line ? r->line : "");
-	bind(st, 8, r->node);
-	bind(st, 9, r->outcome ? r->outcome : "?");
-	bind(st, 10, r->detail);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		if (!failing)
-			sb_warnx("audit: cannot write: %s", sqlite3_errmsg(sb_store_db()));
-		goto fail;
+	/* The transaction the row will be written in: its commit is due
+	 * within 100 ms from now, as for a row written at once. */
+	if (sb_store_begin() < 0) {
+		failing = 1;
+		return -1;
 	}
-	failing = 0;
-	return 0;
-fail:
-	failing = 1;
-	return -1;
+	if (nheld == AUDIT_HELD)
+		flush();
+	if (nheld == held_cap) {
+		held_cap = held_cap ? 2 * held_cap : 64;
+		held = sb_realloc(held, held_cap * sizeof(*held));
+	}
+	h = &held[nheld++];
+	h->time_ms = r->time_ms ? r->time_ms : now_ms();
+	for (int j = 0; j < AUDIT_COLS - 1; j++) {
+		size_t n;
+
+		if (v[j] == NULL) {
+			h->len[j] = -1;
+			continue;
+		}
+		n = strlen(v[j]);
+		h->off[j] = strs.len;
+		h->len[j] = (int)n;
+		sb_buf_add(&strs, v[j], n + 1);
+	}
+	sb_store_before_commit(flush);
+	return failing ? -1 : 0;
 }
 
 static const char *
@@ -96,6 +199,7 @@ sb_audit_query(size_t n, const char *node, sb_audit_fn *fn, void *ud)
 
 	if (!sb_store_is_open())
 		return -1;
+	flush();
 	/* node holds "web,db": match one name exactly. */
 	st = sb_store_stmt(&st_query,
 	    "SELECT time, identity, role, channel, conv, kind, line, node, outcome, detail "

@@ -11,6 +11,7 @@
  * It does not decide what a command means, what is healthy or who is told:
  * scripts do.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -108,6 +109,19 @@ static struct dp *cur;
 static struct run *runs;
 static int dp_key;		/* address used as a registry key */
 
+/*
+ * The field names of the tables made for every command (its ctx, node()'s
+ * snapshot), interned once per state in a list in its registry: set with
+ * lua_setfield, each name is looked up by its address at every field.
+ */
+enum { K_NAME = 1, K_STATE, K_REASON, K_SINCE, K_LAST_POLL, K_BACKEND, K_POLL_INTERVAL,
+	K_GROUPS, K_IDENTITY, K_ROLE, K_LEVEL, K_CHANNEL, K_KIND, K_ROOM, K_NODE, K_REPLY,
+	K_CONTEXT, K_END };
+static const char *const key_names[K_END] = { NULL, "name", "state", "reason", "since",
+	"last_poll", "backend", "poll_interval", "groups", "identity", "role", "level",
+	"channel", "kind", "room", "node", "reply", "context" };
+static int keys_key;		/* registry: that list */
+
 static void dp_unref(struct dp *);
 static void resume_run(struct run *, int nargs);
 
@@ -124,11 +138,24 @@ dp_of(lua_State *L)
 	return dp;
 }
 
+/*
+ * The runs being resumed, innermost last (a run's C call may resume
+ * another): run_of answers for the innermost one's thread without the
+ * registry.  A run released meanwhile is cleared from it.
+ */
+static struct run *resumed[16];
+static size_t nresumed;
+
 static struct run *
 run_of(lua_State *L)
 {
-	struct dp *dp = dp_of(L);
+	struct dp *dp;
 	struct run *r;
+
+	if (nresumed > 0 && nresumed <= SB_ARRAY_LEN(resumed) &&
+	    (r = resumed[nresumed - 1]) != NULL && r->co == L)
+		return r;
+	dp = dp_of(L);
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, dp->ref_runs);
 	lua_pushthread(L);
@@ -138,12 +165,27 @@ run_of(lua_State *L)
 	return r;
 }
 
+/*
+ * Push s (NULL: nil), a string made for this one command.  lua_pushstring
+ * first looks the address up in Lua's small cache of C strings, which
+ * suits constants (the field names) but never hits for such a string and
+ * evicts a constant that would have.
+ */
+static void
+push_fresh(lua_State *L, const char *s)
+{
+	if (s)
+		lua_pushlstring(L, s, strlen(s));
+	else
+		lua_pushnil(L);
+}
+
 static void
 push_strings(lua_State *L, char **v, size_t n)
 {
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
-		lua_pushstring(L, v[i]);
+		push_fresh(L, v[i]);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 }
@@ -157,26 +199,47 @@ setfield_num(lua_State *L, const char *k, double v)
 	lua_setfield(L, -2, k);
 }
 
+/* Push the list of key_names; returns its index. */
+static int
+push_keys(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_key);
+	return lua_gettop(L);
+}
+
 static void
 push_node(lua_State *L, const struct sb_node *n)
 {
+	int t, keys;
+
 	lua_createtable(L, 0, 10);
+	t = lua_gettop(L);
+	keys = push_keys(L);
+	lua_rawgeti(L, keys, K_NAME);
 	lua_pushstring(L, n->name);
-	lua_setfield(L, -2, "name");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_STATE);
 	lua_pushstring(L, sb_state_name(n->state));
-	lua_setfield(L, -2, "state");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_REASON);
 	lua_pushstring(L, n->reason);
-	lua_setfield(L, -2, "reason");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_SINCE);
 	lua_pushinteger(L, (lua_Integer)n->since);
-	lua_setfield(L, -2, "since");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_LAST_POLL);
 	lua_pushinteger(L, (lua_Integer)n->last_poll);
-	lua_setfield(L, -2, "last_poll");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_BACKEND);
 	lua_pushstring(L, n->hal->be->name);
-	lua_setfield(L, -2, "backend");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_POLL_INTERVAL);
 	lua_pushnumber(L, n->poll_interval);
-	lua_setfield(L, -2, "poll_interval");
+	lua_rawset(L, t);
+	lua_rawgeti(L, keys, K_GROUPS);
 	push_strings(L, n->groups, n->ngroups);
-	lua_setfield(L, -2, "groups");
+	lua_rawset(L, t);
+	lua_pop(L, 1);
 }
 
 static void
@@ -773,11 +836,21 @@ timers_free(struct dp *dp)
 
 /* ---- runs ---- */
 
+/* A freed run kept for the next one: most commands make one and are done
+ * with it before the next arrives. */
+static struct run *spare_run;
+
 static struct run *
 run_new(struct dp *dp, struct sb_cmd *cmd)
 {
 	lua_State *L = sb_lua_state(dp->lua);
-	struct run *r = sb_calloc(1, sizeof(*r));
+	struct run *r = spare_run;
+
+	if (r != NULL) {
+		spare_run = NULL;
+		memset(r, 0, sizeof(*r));
+	} else
+		r = sb_calloc(1, sizeof(*r));
 
 	r->dp = dp;
 	dp->refs++;
@@ -810,6 +883,9 @@ run_release(struct run *r)
 	lua_State *L = sb_lua_state(r->dp->lua);
 	lua_Debug ar;
 
+	for (size_t i = 0; i < nresumed && i < SB_ARRAY_LEN(resumed); i++)
+		if (resumed[i] == r)
+			resumed[i] = NULL;
 	if (r->resume)
 		sb_loop_del_timer(sb_core.loop, r->resume);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->dp->ref_runs);
@@ -846,7 +922,10 @@ static void
 run_free(struct run *r)
 {
 	run_release(r);
-	free(r);
+	if (spare_run == NULL)
+		spare_run = r;
+	else
+		free(r);
 }
 
 static void
@@ -863,7 +942,11 @@ resume_run(struct run *r, int nargs)
 	char err[1024];
 	int nres = 0, rc;
 
+	if (nresumed < SB_ARRAY_LEN(resumed))
+		resumed[nresumed] = r;
+	nresumed++;
 	rc = sb_lua_resume(r->dp->lua, r->co, nargs, &nres, err, sizeof(err));
+	nresumed--;
 	if (rc == LUA_YIELD) {
 		lua_pop(r->co, nres);
 		if (r->waiting)
@@ -886,14 +969,15 @@ resume_run(struct run *r, int nargs)
 		/* dispatch returns ok, text [, confirmation code] */
 		int ok = nres >= 1 && lua_toboolean(r->co, -nres);
 		const char *text = nres >= 2 ? lua_tostring(r->co, -nres + 1) : NULL;
-		char *copy = sb_strdup(text);
 
 		if (nres >= 3 && lua_type(r->co, -nres + 2) == LUA_TSTRING)
 			sb_msg_set_confirm(r->cmd->msg, lua_tostring(r->co, -nres + 2));
-
+		/* text lives on the thread's stack until the pop: no copy.  The
+		 * pop comes before run_free, which keeps only an empty thread. */
+		sb_cmd_done(r->cmd, ok, text);
+		r->cmd = NULL;
 		lua_pop(r->co, nres);
-		run_finish(r, ok, copy);
-		free(copy);
+		run_free(r);
 		return;
 	}
 	lua_pop(r->co, nres);
@@ -925,9 +1009,28 @@ channel_context(const char *channel, int group)
 }
 
 /*
- * The prelude's dispatch(ctx, argv, text, session).  ctx is the table the
- * command's run gets (doc/scripting.md lists its fields), made here once:
- * the prelude matches the line with it and hands it on as it is.
+ * The first word in lower case as string.lower has it (tolower() byte by
+ * byte), which the prelude looks commands up by: here it costs no call
+ * from Lua.  nil for a long word: the prelude lowers that itself.
+ */
+static void
+push_verb(lua_State *L, const char *w)
+{
+	char buf[64];
+	size_t i;
+
+	for (i = 0; w[i] != '\0' && i < sizeof(buf); i++)
+		buf[i] = (char)tolower((unsigned char)w[i]);
+	if (w[i] != '\0')
+		lua_pushnil(L);
+	else
+		lua_pushlstring(L, buf, i);
+}
+
+/*
+ * The prelude's dispatch(ctx, argv, text, session, verb).  ctx is the
+ * table the command's run gets (doc/scripting.md lists its fields), made
+ * here once: the prelude matches the line with it and hands it on as it is.
  */
 static int
 dp_dispatch(struct sb_cmd *cmd, void *ud)
@@ -937,6 +1040,7 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	const char *channel = cmd->channel ? cmd->channel : cmd->msg->channel;
 	struct run *r;
 	lua_State *co;
+	int t, keys;
 
 	(void)ud;
 	if (cur == NULL)
@@ -945,32 +1049,45 @@ dp_dispatch(struct sb_cmd *cmd, void *ud)
 	co = r->co;
 	lua_rawgeti(co, LUA_REGISTRYINDEX, cur->ref_dispatch);
 	lua_createtable(co, 0, 9);
-	lua_pushstring(co, cmd->identity);
-	lua_setfield(co, -2, "identity");
-	lua_pushstring(co, cmd->role);
-	lua_setfield(co, -2, "role");
+	t = lua_gettop(co);
+	keys = push_keys(co);
+	lua_rawgeti(co, keys, K_IDENTITY);
+	push_fresh(co, cmd->identity);
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_ROLE);
+	push_fresh(co, cmd->role);
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_LEVEL);
 	lua_pushinteger(co, cmd->level);
-	lua_setfield(co, -2, "level");
-	lua_pushstring(co, channel);
-	lua_setfield(co, -2, "channel");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_CHANNEL);
+	push_fresh(co, channel);
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_KIND);
 	lua_pushstring(co, cmd->group ? "group" : "direct");
-	lua_setfield(co, -2, "kind");
+	lua_rawset(co, t);
 	if (cmd->room) {
-		lua_pushstring(co, cmd->room);
-		lua_setfield(co, -2, "room");
+		lua_rawgeti(co, keys, K_ROOM);
+		push_fresh(co, cmd->room);
+		lua_rawset(co, t);
 	}
 	if (cmd->msg->node) {
-		lua_pushstring(co, cmd->msg->node);
-		lua_setfield(co, -2, "node");
+		lua_rawgeti(co, keys, K_NODE);
+		push_fresh(co, cmd->msg->node);
+		lua_rawset(co, t);
 	}
+	lua_rawgeti(co, keys, K_REPLY);
 	lua_pushcfunction(co, l_reply);		/* the global reply */
-	lua_setfield(co, -2, "reply");
+	lua_rawset(co, t);
+	lua_rawgeti(co, keys, K_CONTEXT);
 	lua_pushstring(co, channel_context(channel, cmd->group));
-	lua_setfield(co, -2, "context");
+	lua_rawset(co, t);
+	lua_pop(co, 1);
 	push_strings(co, cmd->argv, (size_t)cmd->argc);
-	lua_pushstring(co, cmd->line);
-	lua_pushstring(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
-	resume_run(r, 4);
+	push_fresh(co, cmd->line);
+	push_fresh(co, cmd->msg->session ? cmd->msg->session : cmd->msg->conv);
+	push_verb(co, cmd->argv[0]);
+	resume_run(r, 5);
 	return 1;
 }
 
@@ -1371,6 +1488,12 @@ dp_load(const struct sb_config *conf, char *err, size_t errlen)
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &dp_key);
 	lua_newtable(L);
 	dp->ref_runs = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_createtable(L, K_END - 1, 0);
+	for (int k = 1; k < K_END; k++) {
+		lua_pushstring(L, key_names[k]);
+		lua_rawseti(L, -2, k);
+	}
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
 
 	/* The primitives go in the sandbox's globals as __sb; the prelude
 	 * takes them and removes the name. */
@@ -1599,6 +1722,8 @@ sb_dialplan_stop(void)
 		} else
 			run_free(r);
 	}
+	free(spare_run);
+	spare_run = NULL;
 	dp_retire(cur);
 	cur = NULL;
 	sb_dispatch_set_dialplan(NULL, NULL);

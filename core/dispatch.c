@@ -23,6 +23,8 @@
 static sb_dialplan_fn *dialplan;
 static void *dialplan_ud;
 static struct sb_dispatch_stats stats;
+/* A freed command kept for the next: most end before the next arrives. */
+static struct sb_cmd *spare;
 
 void
 sb_dispatch_stats(struct sb_dispatch_stats *out)
@@ -42,7 +44,10 @@ sb_tokenize(const char *text, char ***argvp, char **storep)
 {
 	size_t len = strlen(text);
 	char *store = sb_malloc(len + 1), *o = store;
-	char **argv = sb_calloc(SB_MAX_ARGS + 1, sizeof(*argv));
+	/* A word takes a byte and a blank at least: room for them all and
+	 * the NULL, not for SB_MAX_ARGS when the line is short. */
+	size_t max = (len + 1) / 2 < SB_MAX_ARGS ? (len + 1) / 2 + 1 : SB_MAX_ARGS + 1;
+	char **argv = sb_malloc(max * sizeof(*argv));
 	const char *p = text;
 	int argc = 0;
 
@@ -70,6 +75,7 @@ sb_tokenize(const char *text, char ***argvp, char **storep)
 		}
 		*o++ = '\0';
 	}
+	argv[argc] = NULL;
 	*argvp = argv;
 	*storep = store;
 	return argc;
@@ -124,12 +130,16 @@ cmd_free(struct sb_cmd *cmd)
 	free(cmd->role);
 	free(cmd->argv);
 	free(cmd->store);
-	free(cmd->line);
+	if (cmd->line != cmd->heard)
+		free(cmd->line);
 	free(cmd->channel);
 	free(cmd->room);
 	free(cmd->heard);
 	free(cmd->nodes);
-	free(cmd);
+	if (spare == NULL)
+		spare = cmd;
+	else
+		free(cmd);
 }
 
 void
@@ -289,13 +299,19 @@ static const struct sb_builtin *
 find_builtin(int argc, char **argv, int *nwords)
 {
 	const struct sb_builtin *best = NULL;
+	size_t count = sb_builtin_count(), len0 = strlen(argv[0]);
 	int bestn = 0;
 
-	for (size_t i = 0; i < sb_builtin_count(); i++) {
+	for (size_t i = 0; i < count; i++) {
 		const struct sb_builtin *b = sb_builtin_at(i);
 		const char *w = b->words;
 		int n = 0, match = 1;
 
+		/* Every line is looked up here before the dialplan runs it, and
+		 * most match no built-in: reject on the first word cheaply. */
+		if (w[0] != argv[0][0] || strncmp(w, argv[0], len0) != 0 ||
+		    (w[len0] != ' ' && w[len0] != '\0'))
+			continue;
 		while (match && *w) {
 			size_t len = strcspn(w, " ");
 
@@ -401,7 +417,8 @@ run(struct sb_cmd *cmd, char *line)
 
 	free(cmd->argv);
 	free(cmd->store);
-	free(cmd->line);
+	if (cmd->line != cmd->heard)
+		free(cmd->line);
 	cmd->argv = NULL;
 	cmd->store = NULL;
 	cmd->line = line;
@@ -460,10 +477,13 @@ sb_dispatch(struct sb_msg *m)
 		return;
 	}
 	ch->msgs_in++;
-	cmd = sb_calloc(1, sizeof(*cmd));
+	if ((cmd = spare) != NULL) {
+		spare = NULL;
+		memset(cmd, 0, sizeof(*cmd));
+	} else
+		cmd = sb_calloc(1, sizeof(*cmd));
 	cmd->msg = m;
 	cmd->identity = sb_strdup(m->from);
-	cmd->channel = sb_strdup(m->channel);
 	cmd->group = m->kind == SB_MSG_GROUP;
 	cmd->room = cmd->group ? sb_strdup(m->conv) : NULL;
 	len = strlen(m->text);
@@ -482,12 +502,11 @@ sb_dispatch(struct sb_msg *m)
 	    text[len - 1] == ' '))
 		text[--len] = '\0';
 	sb_sanitize_line(text);
-	cmd->heard = sb_strdup(text);
+	cmd->heard = text;	/* the line, until "as" makes another: one copy */
 	if ((role = sb_acl_role(m->from, &level)) == NULL) {
 		sb_notice("%s on %s: not authorized; refused \"%.60s\"", m->from,
 		    ch->name, m->text);
 		cmd->outcome = "refused";
-		free(text);
 		sb_cmd_done(cmd, 0, ch->silent_refusal ? NULL : "not authorized");
 		return;
 	}

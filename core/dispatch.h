@@ -28,14 +28,14 @@ struct sb_cmd {
 	int     argc;
 	char  **argv;		/* tokenised line (quotes honoured) */
 	char   *store;		/* argv's strings */
-	char   *line;		/* the sanitised command line */
+	char   *line;		/* the sanitised command line (may be heard) */
 	const char *rest;	/* line after the command's words, blanks skipped */
 	int     done;
 	void   *ud;		/* whoever runs it owns and frees this */
 	/* Where it counts as coming from, for rules and the dialplan: the
 	 * message's, unless "as IDENTITY on CHANNEL in ROOM" said otherwise
 	 * (replies still go to msg's conversation). */
-	char   *channel;
+	char   *channel;	/* NULL: msg's */
 	int     group;		/* from a room or IRC channel */
 	char   *room;		/* that conversation, NULL when direct */
 	/* For the audit log (audit.h), written when the command ends. */

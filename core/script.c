@@ -28,6 +28,21 @@
 #define PM_POS		(-2)	/* position capture "()" */
 #define UC(c)		((unsigned char)(c))
 
+/* The allocator's pools (see alloc): blocks up to POOL_MAX bytes in
+ * classes POOL_GRAIN apart, at most POOL_KEEP bytes kept free per state.
+ * Under AddressSanitizer every block goes to malloc, so that it still
+ * sees a use after free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ON		0
+#else
+#define POOL_ON		1
+#endif
+#define POOL_MAX	512
+#define POOL_GRAIN	16
+#define POOL_KEEP	((size_t)1 << 20)
+#define POOL_CLASS(n)	(((n) - 1) / POOL_GRAIN)	/* n in 1..POOL_MAX */
+#define POOL_SIZE(c)	(((size_t)(c) + 1) * POOL_GRAIN)
+
 struct sb_lua {
 	lua_State		*L;
 	struct sb_lua_limits	 lim;
@@ -39,9 +54,80 @@ struct sb_lua {
 	int			 depth;		/* calls in progress (nested) */
 	int			 instr_hit;	/* budget spent: raise at every hook */
 	int			 relaxed;	/* in msgh: call budget waived */
+	void			*pool[POOL_MAX / POOL_GRAIN + 1];	/* free blocks by class */
+	size_t			 pooled;	/* bytes in them */
 };
 
 static void hook(lua_State *, lua_Debug *);
+
+/*
+ * Blocks of Lua's objects.  A command makes and drops a few dozen small
+ * objects (tables, their parts, strings, closures), and the collector
+ * frees them in bursts that overflow malloc's per-thread cache, where a
+ * free costs several times what it costs here: blocks up to POOL_MAX bytes
+ * are kept on free lists by size class instead and handed out again.  A
+ * block of a class is always at least that class's size, so a block can
+ * go back to the list of the size Lua gives when it frees it.
+ */
+static void *
+block_get(struct sb_lua *sb, size_t n)
+{
+	void *p;
+
+	if (!POOL_ON || n > POOL_MAX)
+		return malloc(n);
+	if ((p = sb->pool[POOL_CLASS(n)]) == NULL)
+		return malloc(POOL_SIZE(POOL_CLASS(n)));
+	sb->pool[POOL_CLASS(n)] = *(void **)p;
+	sb->pooled -= POOL_SIZE(POOL_CLASS(n));
+	return p;
+}
+
+static void
+block_put(struct sb_lua *sb, void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	if (!POOL_ON || n > POOL_MAX || sb->pooled + POOL_SIZE(POOL_CLASS(n)) > POOL_KEEP) {
+		free(p);
+		return;
+	}
+	*(void **)p = sb->pool[POOL_CLASS(n)];
+	sb->pool[POOL_CLASS(n)] = p;
+	sb->pooled += POOL_SIZE(POOL_CLASS(n));
+}
+
+/* Resize block p of old bytes (0: none) to n; NULL if that failed. */
+static void *
+block_resize(struct sb_lua *sb, void *p, size_t old, size_t n)
+{
+	void *q;
+
+	if (old == 0)
+		return block_get(sb, n);
+	if (!POOL_ON || (old > POOL_MAX && n > POOL_MAX))
+		return realloc(p, n);
+	if (old <= POOL_MAX && n <= POOL_MAX && POOL_CLASS(old) == POOL_CLASS(n))
+		return p;
+	if ((q = block_get(sb, n)) == NULL)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	block_put(sb, p, old);
+	return q;
+}
+
+static void
+pool_free(struct sb_lua *sb)
+{
+	for (size_t c = 0; c < sizeof(sb->pool) / sizeof(sb->pool[0]); c++)
+		while (sb->pool[c]) {
+			void *p = sb->pool[c];
+
+			sb->pool[c] = *(void **)p;
+			free(p);
+		}
+	sb->pooled = 0;
+}
 
 /*
  * The allocator.  Growth is refused past the state's ceiling and, during a
@@ -57,13 +143,13 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	void *p;
 
 	if (nsize == 0) {
-		free(ptr);
+		block_put(sb, ptr, old);
 		sb->used -= old;
 		return NULL;
 	}
 	if (nsize <= old) {
 		sb->used -= old - nsize;
-		p = realloc(ptr, nsize);
+		p = block_resize(sb, ptr, old, nsize);
 		return p ? p : ptr;	/* a failed shrink keeps the block */
 	}
 	grow = nsize - old;
@@ -76,7 +162,7 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		sb->mem_hit = sb->lim.call_alloc;
 		return NULL;
 	}
-	if ((p = realloc(ptr, nsize)) == NULL)
+	if ((p = block_resize(sb, ptr, old, nsize)) == NULL)
 		return NULL;
 	sb->used += grow;
 	if (sb->depth > 0)
@@ -537,36 +623,81 @@ static int s_rep(lua_State *L)
  * types, a missing argument; the real function does those and says what
  * is wrong.
  */
+/* Decimal v, ending at end; returns its start. */
+static char *fmt_int(char *end, lua_Integer v)
+{
+	lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+
+	do
+		*--end = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--end = '-';
+	return end;
+}
+
+/*
+ * format_plain's conversions, checked and done in one pass into a buffer
+ * on the C stack, as most results fit: no luaL_Buffer, one string made at
+ * the end.  1: done (pushed); 0: a format that is not ours (lstrlib's
+ * then); -1: ours, but longer than the buffer.  Nothing pushed but for 1.
+ */
+static int format_short(lua_State *L, const char *f, const char *fe, int top)
+{
+	char buf[256], *o = buf, *end = buf + sizeof(buf), num[24], *n;
+	const char *s;
+	size_t ls;
+	int arg = 1, fits = 1;
+
+	while (f < fe) {
+		if (*f != '%' || (f + 1 < fe && f[1] == '%')) {
+			if (fits && o < end)
+				*o++ = *f;
+			else
+				fits = 0;
+			f += *f == '%' ? 2 : 1;
+			continue;
+		}
+		if (f + 1 == fe || ++arg > top)
+			return 0;
+		if (f[1] == 's' && lua_type(L, arg) == LUA_TSTRING)
+			s = lua_tolstring(L, arg, &ls);
+		else if (f[1] == 'd' && lua_isinteger(L, arg)) {
+			s = n = fmt_int(num + sizeof(num), lua_tointeger(L, arg));
+			ls = (size_t)(num + sizeof(num) - n);
+		} else
+			return 0;
+		if (fits && ls <= (size_t)(end - o)) {
+			memcpy(o, s, ls);
+			o += ls;
+		} else
+			fits = 0;
+		f += 2;
+	}
+	if (!fits)
+		return -1;
+	lua_pushlstring(L, buf, (size_t)(o - buf));
+	return 1;
+}
+
 static int format_plain(lua_State *L)
 {
 	size_t lf, ls;
 	const char *f, *fe, *p, *s;
-	int top = lua_gettop(L), arg = 1;
+	int arg;
 	luaL_Buffer b;
 
 	if (lua_type(L, 1) != LUA_TSTRING)
 		return 0;
 	f = lua_tolstring(L, 1, &lf);
 	fe = f + lf;
-	for (p = f; p < fe; p++) {	/* check it all first: no buffer to undo */
-		if (*p != '%')
-			continue;
-		if (++p == fe)
-			return 0;
-		if (*p == '%')
-			continue;
-		if (++arg > top)
-			return 0;
-		if (!(*p == 's' && lua_type(L, arg) == LUA_TSTRING) &&
-		    !(*p == 'd' && lua_isinteger(L, arg)))
-			return 0;
-	}
+	if ((arg = format_short(L, f, fe, lua_gettop(L))) >= 0)
+		return arg;
+	/* Ours, and checked: the long way, through a luaL_Buffer. */
 	luaL_buffinit(L, &b);
 	for (p = f, arg = 1; p < fe; ) {
 		const char *q = memchr(p, '%', (size_t)(fe - p));
 		char num[24], *n = num + sizeof(num);
-		lua_Integer v;
-		lua_Unsigned u;
 
 		if (q == NULL) {
 			luaL_addlstring(&b, p, (size_t)(fe - p));
@@ -580,13 +711,7 @@ static int format_plain(lua_State *L)
 			s = lua_tolstring(L, ++arg, &ls);
 			luaL_addlstring(&b, s, ls);
 		} else {
-			v = lua_tointeger(L, ++arg);
-			u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
-			do
-				*--n = (char)('0' + u % 10);
-			while ((u /= 10) != 0);
-			if (v < 0)
-				*--n = '-';
+			n = fmt_int(n, lua_tointeger(L, ++arg));
 			luaL_addlstring(&b, n, (size_t)(num + sizeof(num) - n));
 		}
 	}
@@ -955,6 +1080,7 @@ struct sb_lua *sb_lua_new(const struct sb_lua_limits *lim)
 		sb->lim.str_max = (size_t)1 << 20;
 	sb->step = sb->lim.call_instr < HOOK_STEP ? (int)sb->lim.call_instr : HOOK_STEP;
 	if ((sb->L = lua_newstate(alloc, sb)) == NULL) {
+		pool_free(sb);
 		free(sb);
 		return NULL;
 	}
@@ -977,6 +1103,7 @@ void sb_lua_free(struct sb_lua *sb)
 	if (sb == NULL)
 		return;
 	lua_close(sb->L);
+	pool_free(sb);
 	free(sb);
 }
 

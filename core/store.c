@@ -86,6 +86,7 @@ static sqlite3_stmt **stmts[64];	/* slots handed out by sb_store_stmt */
 static size_t nstmts;
 static struct sb_store_stats stats;
 static struct sb_timer *lazy_timer;
+static sb_store_flush_fn *before_fn;	/* writes held back until the commit */
 static sb_store_done_fn *after_fn;	/* told of every commit's outcome */
 static void *after_ud;
 static unsigned failing;		/* commits failed in a row */
@@ -286,6 +287,8 @@ sb_store_commit(void)
 		struct timespec a, b;
 
 		clock_gettime(CLOCK_MONOTONIC, &a);
+		if (before_fn)
+			before_fn();
 		if (exec("COMMIT", err, sizeof(err)) < 0) {
 			char ignore[64];
 
@@ -322,6 +325,12 @@ sb_store_after_commit(sb_store_done_fn *fn, void *ud)
 {
 	after_fn = fn;
 	after_ud = ud;
+}
+
+void
+sb_store_before_commit(sb_store_flush_fn *fn)
+{
+	before_fn = fn;
 }
 
 void

@@ -46,6 +46,11 @@ void sb_store_when_committed(sb_store_done_fn *, void *ud);
  * a module whose writes must not be lost (the spool's deletions) redoes
  * them after a failed commit. */
 void sb_store_after_commit(sb_store_done_fn *, void *ud);
+/* fn() runs inside the open transaction just before it commits (one
+ * owner; NULL: none): a module that holds back its writes (audit.c's rows)
+ * writes them there, so that they are in the commit as if written at once. */
+typedef void sb_store_flush_fn(void);
+void sb_store_before_commit(sb_store_flush_fn *);
 /* The writes made so far are a promise (an accepted event): commit them
  * before the loop sleeps even if nobody waits.  has_urgent: such writes
  * are not yet committed (a command's final answer then waits for it). */

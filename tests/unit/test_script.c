@@ -276,6 +276,9 @@ static void test_format_as_lstrlib(void **state)
 		"'%s', nil", "'%d', nil", "('x'):rep(3000) .. '%s%d', ('y'):rep(3000), 12",
 		"'%s', setmetatable({}, { __tostring = function() return 'T' end })",
 		"'%s %d', 'a'", "42, 1", "'%%%'",
+		/* around format_short's 256-byte buffer */
+		"('x'):rep(250) .. '%s%d', 'abc', 12", "('x'):rep(250) .. '%s%d', 'abc', 123456",
+		"('x'):rep(255) .. '%%'", "('x'):rep(256) .. '%%'", "'%s', ('y'):rep(257)",
 	};
 	lua_State *ref = luaL_newstate();
 	char code[8192];
