@@ -1078,9 +1078,6 @@ on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 
 /* ---- connection (thread side) ---- */
 
-/* The sockopt callback has no user data; each link's thread sets this
- * (declared above). */
-
 /* libstrophe hands us each new socket before it connects: remember it so
  * the thread can poll it, and turn off Nagle (replies are small). */
 static int

@@ -680,7 +680,6 @@ int
 sb_loop_once(struct sb_loop *loop, long timeout_ms)
 {
 	int i, n;
-
 	long wait;
 
 	if (loop->in_once)
