@@ -54,14 +54,9 @@ index_of(const char *name)
 static const struct sb_channel_driver *
 slot(size_t i)
 {
-	if (slots[i].drv == NULL && slots[i].module && !slots[i].tried) {
-		char sym[64];
-
-		slots[i].tried = 1;
-		snprintf(sym, sizeof(sym), "sb_chan_%s", slots[i].name);
-		slots[i].drv = sb_module_sym(slots[i].module, sym, slots[i].why,
-		    sizeof(slots[i].why));
-	}
+	if (slots[i].drv == NULL && slots[i].module)
+		slots[i].drv = sb_module_entry(slots[i].module, "chan", slots[i].name,
+		    &slots[i].tried, slots[i].why, sizeof(slots[i].why));
 	return slots[i].drv;
 }
 

@@ -46,6 +46,19 @@ sb_library_load(const char *const *sonames, size_t nsonames,
 }
 
 void *
+sb_module_entry(const char *module, const char *kind, const char *name, int *tried,
+                char *why, size_t whylen)
+{
+	char sym[64];
+
+	if (*tried)
+		return NULL;
+	*tried = 1;
+	snprintf(sym, sizeof(sym), "sb_%s_%s", kind, name);
+	return sb_module_sym(module, sym, why, whylen);
+}
+
+void *
 sb_module_sym(const char *name, const char *sym, char *err, size_t errlen)
 {
 	char exe[PATH_MAX], path[PATH_MAX + 64];

@@ -23,6 +23,15 @@ void *sb_module_sym(const char *name, const char *sym, char *err, size_t errlen)
  * at its offset in table.  The library stays loaded.  0, or -1 with the
  * reason in err (dlopen's, or the symbol it lacks).
  */
+/*
+ * A table's entry that may live in a module (a channel driver, a HAL
+ * backend): the symbol sb_KIND_NAME of module, looked for once (*tried
+ * is set by the first call; later calls return NULL at once).  NULL with
+ * the reason in why.
+ */
+void *sb_module_entry(const char *module, const char *kind, const char *name, int *tried,
+                      char *why, size_t whylen);
+
 struct sb_libsym {
 	const char *name;
 	size_t  off;		/* offsetof() in the caller's table */

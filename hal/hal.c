@@ -44,14 +44,9 @@ static struct {
 static const struct sb_hal_backend *
 slot(size_t i)
 {
-	if (backends[i].be == NULL && backends[i].module && !backends[i].tried) {
-		char sym[64];
-
-		backends[i].tried = 1;
-		snprintf(sym, sizeof(sym), "sb_hal_%s", backends[i].name);
-		backends[i].be = sb_module_sym(backends[i].module, sym, backends[i].why,
-		    sizeof(backends[i].why));
-	}
+	if (backends[i].be == NULL && backends[i].module)
+		backends[i].be = sb_module_entry(backends[i].module, "hal", backends[i].name,
+		    &backends[i].tried, backends[i].why, sizeof(backends[i].why));
 	return backends[i].be;
 }
 
