@@ -40,6 +40,19 @@ def tmpdir():
     return d
 
 
+def binary_alone():
+    """A copy of the daemon in a folder of its own, without the build's
+    modules/ beside it: it finds only modules installed in MODDIR (under
+    INSTALLED_MODULES after a "make install" on this machine)."""
+    d = os.path.join(tmpdir(), "bin")
+    os.makedirs(d)
+    shutil.copy(BIN, d)
+    return os.path.join(d, "switchboard")
+
+
+INSTALLED_MODULES = "/usr/local/lib/switchboard"
+
+
 def free_port():
     """A free loopback TCP port (bind to port 0 and let the kernel pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -550,13 +550,9 @@ def test_ipmi_is_a_module_loaded_only_when_named():
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     # The same binary elsewhere, without modules/ beside it.
-    alone = os.path.join(d.dir, "bin")
-    os.makedirs(alone)
-    shutil.copy(sbtest.BIN, alone)
-    p = subprocess.run([os.path.join(alone, "switchboard"), "-c", d.conf, "--check-config"],
+    p = subprocess.run([sbtest.binary_alone(), "-c", d.conf, "--check-config"],
                        capture_output=True, text=True, timeout=30)
-    installed = "/usr/local/lib/switchboard/hal_ipmi.so"
-    if os.path.exists(installed):      # a "make install" on this machine
+    if os.path.exists(os.path.join(sbtest.INSTALLED_MODULES, "hal_ipmi.so")):
         assert p.returncode == 0, p.stderr
     else:
         assert p.returncode == 1, (p.returncode, p.stderr)

@@ -308,16 +308,14 @@ def test_http_is_a_module_loaded_beside_the_start():
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     # --dump-keys lists the HTTP keys without loading anything.
-    alone = os.path.join(d.dir, "bin")
-    os.makedirs(alone)
-    shutil.copy(sbtest.BIN, alone)
-    p = subprocess.run([os.path.join(alone, "switchboard"), "--dump-keys"],
+    alone = sbtest.binary_alone()
+    p = subprocess.run([alone, "--dump-keys"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and "channels[driver=http].hooks[].hmac_secret" in p.stdout, \
         p.stdout[-2000:]
-    p = subprocess.run([os.path.join(alone, "switchboard"), "-c", d.conf, "--check-config"],
+    p = subprocess.run([alone, "-c", d.conf, "--check-config"],
                        capture_output=True, text=True, timeout=30)
-    if os.path.exists("/usr/local/lib/switchboard/chan_http.so"):   # a "make install" here
+    if os.path.exists(os.path.join(sbtest.INSTALLED_MODULES, "chan_http.so")):
         assert p.returncode == 0, p.stderr
     else:
         assert p.returncode == 1, (p.returncode, p.stderr)
