@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "acl.h"
 #include "channel.h"
@@ -435,6 +436,20 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 		return -1;
 	if (sb_dialplan_start(err, errlen) < 0)
 		return -1;
+	/*
+	 * Unless privileges are to be dropped after this (main.c: no poll may
+	 * run before that), the first polls run now, ahead of the module's
+	 * channels: their states are the first presences, which the links
+	 * send on their threads while this one waits for the module.  The
+	 * maintenance windows apply first, so that a node in one is never
+	 * announced as anything else.  The loop has not run yet: nothing
+	 * but these timers runs, and the console answers only once every
+	 * channel has started, as before.
+	 */
+	if (conf->user == NULL || geteuid() != 0) {
+		sb_maint_apply();
+		sb_loop_run_due(sb_core.loop);
+	}
 	if ((v = channels_open(conf, 0, &n, err, errlen)) == NULL)
 		return -1;
 	channels_commit(v, n);

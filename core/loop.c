@@ -614,6 +614,18 @@ sb_loop_run_posted(struct sb_loop *loop)
 	drain_tasks(loop, loop->wakefd, SB_READ, NULL);
 }
 
+void
+sb_loop_run_due(struct sb_loop *loop)
+{
+	if (loop->in_once)
+		return;
+	pthread_mutex_lock(&loop->core);
+	loop->in_once = true;
+	run_timers(loop);
+	loop->in_once = false;
+	pthread_mutex_unlock(&loop->core);
+}
+
 /* ---- the loop ---- */
 
 struct sb_loop *

@@ -65,6 +65,9 @@ bool sb_loop_elsewhere(struct sb_loop *);
 /* Run the tasks posted so far, now (at shutdown, after the threads that
  * post have been joined, so that nothing they posted is lost or leaked). */
 void sb_loop_run_posted(struct sb_loop *);
+/* Run the timers due now and nothing else: no hook, no file descriptor,
+ * no posted task (the first polls at start-up, see sb_core_start). */
+void sb_loop_run_due(struct sb_loop *);
 
 /* Run until sb_loop_stop(); returns 0. */
 int  sb_loop_run(struct sb_loop *);

@@ -322,6 +322,20 @@ def test_http_is_a_module_loaded_beside_the_start():
         assert re.search(r":\d+: channel web: driver http: .*chan_http\.so", p.stderr), p.stderr
 
 
+def test_http_first_states_come_before_the_module_channels():
+    """Started without a user to become, the daemon polls its nodes before
+    the HTTP channel (a module) starts: the first states, which are the
+    first presences, do not wait for the module's libraries.  (With a user
+    to become, the HTTP channel starts first: test_privilege.)"""
+    d = start()
+    log = d.logtext()
+    first = re.search(r"node \w+: \w+ -> \w+", log)
+    listening = log.find("http web: listening on")
+    assert first and listening >= 0, log[-3000:]
+    assert first.start() < listening, log[-3000:]
+    assert get_json(d, "/health")["nodes"] == 4
+
+
 def test_http_api_nodes_json():
     d = start()
     assert get_json(d, "/health") == {"ok": True, "version": "0.1.0", "nodes": 4}

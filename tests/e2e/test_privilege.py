@@ -126,6 +126,10 @@ def test_drop_to_nobody_keeps_working():
     # the store (alerts lists it) and every command an audit row.
     for n in ("ftp", "web", "mail", "db"):
         d.wait_state(n, "ok")
+    # No node was polled as root: the first states come after the drop.
+    log = d.logtext()
+    first = re.search(r"node \w+: \w+ -> \w+", log)
+    assert first and first.start() > log.find("running as user nobody") >= 0, log[-3000:]
     d.ok("sim set mail cpu_temp 95")
     d.wait_state("mail", "critical")
     wait_for(lambda: "mail" in d.ok("alerts"), what="the event in the store")
