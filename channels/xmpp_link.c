@@ -1236,6 +1236,7 @@ do_connect(struct xlink *l)
 		return;
 	}
 	l->active = 1;
+	l->tcp_pending = 1;
 	atomic_fetch_add(&l->reconnects, 1);
 }
 
@@ -1540,11 +1541,18 @@ xl_thread_main(void *arg)
 			sb_loop_wake(sb_core.loop);
 		}
 		p[1].fd = l->sock;	/* do_connect() above may just have made it */
-		/* What the socket could not take yet goes when it can. */
-		if (l->conn && xmpp_conn_send_queue_len(l->conn) > 0)
+		/* What the socket could not take yet goes when it can; a
+		 * connect in progress completes by turning writable (the
+		 * server says nothing before our stream header): without
+		 * POLLOUT a connect slower than the turns above slept out
+		 * CONNECTING_MS.  (Only until then: libstrophe's "connecting"
+		 * lasts the whole negotiation, when POLLOUT would spin.) */
+		if (l->conn && (xmpp_conn_send_queue_len(l->conn) > 0 || l->tcp_pending))
 			p[1].events |= POLLOUT;
 		n = poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms()));
 		work = n <= 0 || p[0].revents;
+		if (n > 0 && p[1].revents)
+			l->tcp_pending = 0;
 		if (n > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
 			 * shows (libstrophe reads a record in several calls):

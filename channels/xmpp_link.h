@@ -139,6 +139,7 @@ struct xlink {
 	xmpp_conn_t *conn;
 	int     sock;
 	int     active;		/* a connection attempt or session exists */
+	int     tcp_pending;	/* its TCP connect has not completed yet */
 	uint64_t next_connect;
 	unsigned backoff;	/* ms */
 	char   *bound;		/* our full JID (client) */
