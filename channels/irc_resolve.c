@@ -72,8 +72,10 @@ lookup(void *arg)
 {
 	struct sb_irc_resolve *r = arg;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res;
-	int rc = getaddrinfo(r->host, NULL, &hints, &res), posted = 0;
+	int rc, posted = 0;
 
+	sb_thread_name("irc resolve");
+	rc = getaddrinfo(r->host, NULL, &hints, &res);
 	if (rc != 0) {
 		snprintf(r->err, sizeof(r->err), "%s: %s", r->host, gai_strerror(rc));
 	} else {

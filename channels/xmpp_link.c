@@ -1480,6 +1480,7 @@ xl_thread_main(void *arg)
 	xmpp_log_t log = { .handler = xlog, .userdata = l };
 	int work = 1;	/* the core's eventfd fired, or the wait timed out */
 
+	sb_thread_name("xmpp %s", l->chan);
 	tl_link = l;
 	l->ctx = xmpp_ctx_new(NULL, &log);
 	l->sock = -1;

@@ -134,6 +134,7 @@ preload(void *arg)
 	const char *module = arg;
 	char sym[64], why[256];
 
+	sb_thread_name("load %s", module);
 	snprintf(sym, sizeof(sym), "sb_%s", module);
 	(void)sb_module_sym(module, sym, why, sizeof(why));
 	return NULL;

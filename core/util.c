@@ -3,6 +3,8 @@
  * formatting helpers.  Out of memory is the one error here that is fatal.
  */
 #include <fnmatch.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,4 +270,16 @@ sb_skip_words(const char *s, int n)
 		s += strcspn(s, " \t");
 	}
 	return s + strspn(s, " \t");
+}
+
+void
+sb_thread_name(const char *fmt, ...)
+{
+	char name[16];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	pthread_setname_np(pthread_self(), name);
 }

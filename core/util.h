@@ -18,6 +18,9 @@ void *sb_realloc(void *, size_t);
 char *sb_strdup(const char *);			/* NULL stays NULL */
 char *sb_strndup(const char *, size_t);
 char *sb_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Name the calling thread (ps -L, top -H, /proc/PID/task/TID/comm), cut
+ * to the kernel's 15 bytes. */
+void  sb_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *sb_vasprintf(const char *fmt, va_list);
 
 /* A growable string buffer; buf is always NUL-terminated once used. */

@@ -174,6 +174,7 @@ worker(void *arg)
 	struct ipmi_job *j;
 
 	(void)arg;
+	sb_thread_name("ipmi");
 	pthread_mutex_lock(&pool.mu);
 	for (;;) {
 		j = queue_pop(&pool.hi, &pool.hi_tail);
