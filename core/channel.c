@@ -6,9 +6,10 @@
  * The HTTP driver is a module (module.h): libmicrohttpd and GnuTLS are a
  * third of the libraries the daemon would map at exec, and most of its
  * start-up before main().  Its keys stay here, so that a configuration is
- * checked without loading it; the module is loaded on a thread of its own
- * while the core starts (sb_channel_driver_preload), and its channels
- * start once it is in.  Programs linked with chan_http.o (the tests) have
+ * checked without loading it; its channels start after the others, once
+ * it is loaded: on a thread of its own while the core starts
+ * (sb_channel_driver_preload) when privileges are dropped after the
+ * start, else on the main thread after the first polls (core.c).  Programs linked with chan_http.o (the tests) have
  * it at once: the reference is weak.
  */
 #include <pthread.h>

@@ -404,6 +404,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 {
 	struct sb_channel **v;
 	size_t n;
+	int early;
 
 	sb_core.conf = conf;
 	apply_daemon(conf);
@@ -422,31 +423,34 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 	 * channels whose drivers are in start first: their links connect on
 	 * their threads while the store opens and the scripts load (nothing
 	 * reaches the dialplan or the notifier before the loop runs, and no
-	 * node has a state to announce before its first poll, which the loop
-	 * runs too).  Then a module driver's libraries load on another core
-	 * (not earlier: while the dynamic loader holds its lock no thread can
-	 * start), and its channels start last, as a reload would start them.
+	 * node has a state to announce before its first poll).
+	 *
+	 * Then it depends on whether privileges are dropped after this
+	 * (main.c).  If not, the first polls run here, before the module
+	 * drivers' channels start: their states are the first presences,
+	 * which the links send on their threads while this one loads the
+	 * module (measured: loading it on another core meanwhile made the
+	 * polls later, not the module sooner, on two cores).  The maintenance
+	 * windows apply first, so that a node in one is never announced as
+	 * anything else; nothing but the due timers runs, so the console
+	 * still answers only once every channel has started.  If privileges
+	 * are dropped, no poll may run before that, and the module channels
+	 * must start before it (a port below 1024, a root-only key): the
+	 * module loads on another core while the store opens and the
+	 * scripts load (not earlier: while the dynamic loader holds its lock
+	 * no thread can start), and the polls wait for the loop.
 	 */
+	early = conf->user == NULL || geteuid() != 0;
 	if ((v = channels_open(conf, 1, &n, err, errlen)) == NULL)
 		return -1;
 	channels_commit(v, n);
-	for (size_t i = 0; i < conf->nchannels; i++)
+	for (size_t i = 0; !early && i < conf->nchannels; i++)
 		sb_channel_driver_preload(conf->channels[i].driver);
 	if (sb_notify_start(sb_core.state_dir, err, errlen) < 0)
 		return -1;
 	if (sb_dialplan_start(err, errlen) < 0)
 		return -1;
-	/*
-	 * Unless privileges are to be dropped after this (main.c: no poll may
-	 * run before that), the first polls run now, ahead of the module's
-	 * channels: their states are the first presences, which the links
-	 * send on their threads while this one waits for the module.  The
-	 * maintenance windows apply first, so that a node in one is never
-	 * announced as anything else.  The loop has not run yet: nothing
-	 * but these timers runs, and the console answers only once every
-	 * channel has started, as before.
-	 */
-	if (conf->user == NULL || geteuid() != 0) {
+	if (early) {
 		sb_maint_apply();
 		sb_loop_run_due(sb_core.loop);
 	}

@@ -293,8 +293,8 @@ class ConsoleTap:
 @evidence
 def test_http_is_a_module_loaded_beside_the_start():
     """libmicrohttpd and GnuTLS are not linked into the daemon: the HTTP
-    driver is chan_http.so (build/modules/), loaded on a thread of its own
-    while the other channels start.  The daemon comes up with the HTTP
+    driver is chan_http.so (build/modules/), loaded once the other channels
+    have started.  The daemon comes up with the HTTP
     channel and the others all answering; --check-config loads the module
     too, and without it names the channel, the driver and why."""
     p = subprocess.run(["ldd", sbtest.BIN], capture_output=True, text=True, timeout=30)
