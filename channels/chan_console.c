@@ -30,6 +30,7 @@
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
+#include "net.h"
 #include "util.h"
 
 #define MAX_CLIENTS 64
@@ -261,8 +262,8 @@ on_accept(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	int cfd;
 
 	(void)mask;
-	if ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0) {
-		if (errno != EAGAIN && errno != EINTR)
+	if ((cfd = sb_accept(loop, fd, NULL, NULL, "console")) < 0) {
+		if (errno != EAGAIN && errno != EINTR && !SB_ACCEPT_STARVED(errno))
 			sb_warn("console: accept");
 		return;
 	}

@@ -65,6 +65,7 @@
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
+#include "net.h"
 #include "node.h"
 #include "notify.h"
 #include "util.h"
@@ -254,18 +255,21 @@ on_accept(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	    "Content-Type: application/json\r\nContent-Length: 47\r\nConnection: close\r\n\r\n"
 	    "{\"ok\":false,\"error\":\"too many connections\"}\r\n";
 	struct httpd *h = ud;
+	char who[96];
 
-	(void)loop;
 	(void)mask;
+	snprintf(who, sizeof(who), "http %s", h->ch->name);
 	/* A bounded batch: a flood must not starve the rest of the loop. */
 	for (int i = 0; i < 64 && !h->stopped; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		const union MHD_DaemonInfo *info;
-		int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int cfd = sb_accept(loop, fd, (struct sockaddr *)&ss, &sl, who);
 
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			if (SB_ACCEPT_STARVED(errno))
+				h->accept_pauses++;
+			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
 				sb_warn("http %s: accept", h->ch->name);
 			break;

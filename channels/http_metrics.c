@@ -141,6 +141,11 @@ http_metrics_text(struct httpd *h, struct sb_buf *b)
 	sb_buf_puts(b, "switchboard_http_connections_refused_total{channel=\"");
 	http_prom_label(b, ch);
 	sb_buf_printf(b, "\",reason=\"descriptor\"} %lu\n", h->refused_fd);
+	http_prom_head(b, "switchboard_http_accept_pauses_total", "counter",
+	    "Times the channel stopped accepting for a while: no descriptor was left.");
+	sb_buf_puts(b, "switchboard_http_accept_pauses_total{channel=\"");
+	http_prom_label(b, ch);
+	sb_buf_printf(b, "\"} %lu\n", h->accept_pauses);
 	{
 		const union MHD_DaemonInfo *info = h->mhd ?
 		    MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;

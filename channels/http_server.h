@@ -149,7 +149,7 @@ struct httpd {
 		unsigned code;
 		unsigned long n;
 	} codes[HTTP_MAX_CODES];
-	unsigned long refused_limit, refused_fd;
+	unsigned long refused_limit, refused_fd, accept_pauses;
 	unsigned long cmd_ok, cmd_failed, cmd_refused, cmd_confirm, cmd_timeout;
 };
 

@@ -42,6 +42,8 @@ struct fdslot {
 	void     *ud;
 	unsigned  mask;
 	uint32_t  gen;
+	unsigned  paused;	/* sb_loop_pause_fd: the mask to restore (0: none) */
+	uint64_t  resume_at;	/* ... at this sb_now_ms() */
 };
 
 struct sb_timer {
@@ -77,6 +79,8 @@ struct sb_loop {
 	struct sb_timer **heap;		/* binary min-heap on (when, seq) */
 	size_t          nheap, heapcap;
 	uint64_t        timer_seq;
+
+	struct sb_timer *resume;	/* for the paused fds */
 
 	struct hook    *hooks;
 	size_t          nhooks, hookcap;
@@ -167,6 +171,7 @@ sb_loop_add_fd(struct sb_loop *loop, int fd, unsigned mask, sb_fd_fn *fn, void *
 	if (s->fn)
 		return -EEXIST;
 	s->mask = mask;
+	s->paused = 0;
 	s->gen++;
 	if ((err = ctl(loop, EPOLL_CTL_ADD, fd)))
 		return err;	/* slot stays free: fn is still NULL */
@@ -191,7 +196,63 @@ sb_loop_mod_fd(struct sb_loop *loop, int fd, unsigned mask)
 	s->mask = mask;
 	if ((err = ctl(loop, EPOLL_CTL_MOD, fd)))
 		s->mask = old;
+	else
+		s->paused = 0;	/* the owner's say ends a pause */
 	return err;
+}
+
+static long
+resume_fds(struct sb_loop *loop, struct sb_timer *t, void *ud)
+{
+	uint64_t now = sb_now_ms(), next = 0;
+
+	(void)t;
+	(void)ud;
+	for (size_t fd = 0; fd < loop->nfds; fd++) {
+		struct fdslot *s = &loop->fds[fd];
+
+		if (!s->fn || !s->paused)
+			continue;
+		if (s->resume_at > now) {
+			if (next == 0 || s->resume_at < next)
+				next = s->resume_at;
+			continue;
+		}
+		s->mask = s->paused;
+		s->paused = 0;
+		if (ctl(loop, EPOLL_CTL_MOD, (int)fd))
+			s->mask = 0;	/* cannot happen to a watched fd; stays quiet */
+	}
+	if (next)
+		return (long)(next - now);
+	loop->resume = NULL;
+	return SB_TIMER_STOP;
+}
+
+int
+sb_loop_pause_fd(struct sb_loop *loop, int fd, long ms)
+{
+	struct fdslot *s;
+	unsigned mask;
+	int err;
+
+	if (fd < 0 || (size_t)fd >= loop->nfds || !loop->fds[fd].fn)
+		return -ENOENT;
+	s = &loop->fds[fd];
+	if (s->paused || s->mask == 0)
+		return 0;	/* paused already, or nothing to pause */
+	if (loop->resume == NULL &&
+	    (loop->resume = sb_loop_add_timer(loop, ms, resume_fds, NULL)) == NULL)
+		return -ENOMEM;
+	mask = s->mask;
+	s->mask = 0;
+	if ((err = ctl(loop, EPOLL_CTL_MOD, fd))) {
+		s->mask = mask;
+		return err;
+	}
+	s->paused = mask;
+	s->resume_at = sb_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
+	return 0;
 }
 
 void
@@ -208,6 +269,7 @@ sb_loop_del_fd(struct sb_loop *loop, int fd)
 	s->fn = NULL;
 	s->ud = NULL;
 	s->mask = 0;
+	s->paused = 0;
 }
 
 static void

@@ -37,6 +37,11 @@ void sb_loop_free(struct sb_loop *);	/* runs no pending tasks; frees timers */
 int  sb_loop_add_fd(struct sb_loop *, int fd, unsigned mask, sb_fd_fn *, void *ud);
 int  sb_loop_mod_fd(struct sb_loop *, int fd, unsigned mask);
 void sb_loop_del_fd(struct sb_loop *, int fd);	/* safe from inside callbacks */
+/* Stop watching fd for ms milliseconds, then watch it as before (a
+ * listening socket that has no descriptor to accept into stays readable:
+ * watched, it would wake the loop again and again).  sb_loop_mod_fd()
+ * meanwhile ends the pause; sb_loop_del_fd() forgets it. */
+int  sb_loop_pause_fd(struct sb_loop *, int fd, long ms);
 
 /* Fire fn after ms milliseconds (0: on the next iteration). */
 struct sb_timer *sb_loop_add_timer(struct sb_loop *, long ms, sb_timer_fn *, void *ud);

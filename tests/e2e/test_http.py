@@ -33,6 +33,7 @@ import http.server
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import socket
@@ -1156,6 +1157,49 @@ def test_http_limits_connection_cap():
     assert get_json(d, "/health")["ok"] is True
     m = parse_metrics(request(d, "GET", "/metrics")[2].decode())
     assert m["switchboard_http_connections_refused_total", (("channel", "web"), ("reason", "limit"))] == 1
+
+
+def cpu_seconds(pid):
+    """User and system CPU the process has used, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@evidence
+def test_http_out_of_descriptors_pauses_accepting():
+    """With no descriptor left for a connection (the daemon's limit is
+    lowered under it), the connection waits in the backlog and the
+    listening socket stays readable: the channel stops accepting for a
+    while instead of waking on it again and again, says so once, counts
+    the pauses in /metrics, and serves again once descriptors are free."""
+    d = start("    max_connections = 100;\n    idle_timeout = 60;\n")
+    pid = d.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    held = []
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE,
+                         (len(os.listdir("/proc/%d/fd" % pid)) + 2, hard))
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=sbtest.WAIT)
+            sbtest.add_cleanup(s.close)
+            held.append(s)
+        wait_for(lambda: "http web: cannot accept a connection: Too many open files" in
+                 d.logtext(), what="the channel to pause")
+        # A window, not a wait: what the daemon spends in it.  Waking on the
+        # readable socket again and again is a whole core and a log line a
+        # turn; pausing is a few wake-ups a second.
+        cpu = cpu_seconds(pid)
+        time.sleep(1.0)
+        assert cpu_seconds(pid) - cpu < 0.5, cpu_seconds(pid) - cpu
+        assert d.logtext().count("cannot accept a connection") == 1, d.logtext()[-2000:]
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    for s in held:
+        s.close()
+    wait_for(lambda: get_json(d, "/health")["ok"] is True, what="the channel to serve again")
+    m = parse_metrics(request(d, "GET", "/metrics")[2].decode())
+    assert m["switchboard_http_accept_pauses_total", (("channel", "web"),)] >= 1
 
 
 # ---------------------------------------------------------------- TLS

@@ -128,6 +128,50 @@ test_pipe_read(void **state)
 	close(p[0]);
 }
 
+/*
+ * A paused fd is not reported, though readable, until its pause is over;
+ * then it is watched as before.  sb_loop_mod_fd() ends a pause at once,
+ * and a deleted fd's pause is forgotten (its number, added again, is
+ * watched at once).
+ */
+static void
+test_pause_fd(void **state)
+{
+	struct sb_loop *loop = *state;
+	struct fdrec r = { 0 }, r2 = { 0 };	/* never drained: stays readable */
+	uint64_t t0;
+	int p[2];
+
+	make_pipe(p);
+	put_byte(p[1], 'x');
+	assert_int_equal(sb_loop_add_fd(loop, p[0], SB_READ, rec_fd, &r), 0);
+	assert_int_equal(sb_loop_pause_fd(loop, 1000, 10), -ENOENT);
+	t0 = sb_now_ms();
+	assert_int_equal(sb_loop_pause_fd(loop, p[0], 80), 0);
+	assert_int_equal(sb_loop_pause_fd(loop, p[0], 80), 0);	/* paused already */
+	assert_int_equal(sb_loop_once(loop, 0), 0);
+	assert_int_equal(r.calls, 0);
+	assert_int_equal(run_until(loop, &r.calls, 1), 1);
+	assert_true(sb_now_ms() - t0 >= 80);	/* a slow machine only adds */
+	assert_int_equal(r.mask, SB_READ);
+
+	/* The owner's sb_loop_mod_fd() ends the pause. */
+	assert_int_equal(sb_loop_pause_fd(loop, p[0], PATIENCE_MS * 10), 0);
+	assert_int_equal(sb_loop_once(loop, 0), 0);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(sb_loop_mod_fd(loop, p[0], SB_READ), 0);
+	assert_int_equal(run_until(loop, &r.calls, 2), 2);
+
+	/* Deleted while paused: added again, it is watched at once. */
+	assert_int_equal(sb_loop_pause_fd(loop, p[0], PATIENCE_MS * 10), 0);
+	sb_loop_del_fd(loop, p[0]);
+	assert_int_equal(sb_loop_add_fd(loop, p[0], SB_READ, rec_fd, &r2), 0);
+	assert_int_equal(run_until(loop, &r2.calls, 1), 1);
+	sb_loop_del_fd(loop, p[0]);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void
 test_write_interest_and_mod(void **state)
 {
@@ -1084,6 +1128,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_pipe_read),
+		T(test_pause_fd),
 		T(test_write_interest_and_mod),
 		T(test_fd_errors),
 		T(test_del_fd_in_same_batch),
