@@ -1552,8 +1552,6 @@ xl_thread_main(void *arg)
 			p[1].events |= POLLOUT;
 		n = poll(p, l->sock >= 0 ? 2 : 1, next_wait(l, now_ms()));
 		work = n <= 0 || p[0].revents;
-		if (n > 0 && p[1].revents)
-			l->tcp_pending = 0;
 		if (n > 0 && p[1].revents) {
 			/* TLS may hold decrypted bytes the socket no longer
 			 * shows (libstrophe reads a record in several calls):
@@ -1563,6 +1561,7 @@ xl_thread_main(void *arg)
 			 * thread needs for the command it just posted. */
 			int turns = l->conn && xmpp_conn_is_secured(l->conn) ? 4 : 1;
 
+			l->tcp_pending = 0;	/* connected, or failed: done either way */
 			for (int i = 0; i < turns; i++)
 				xmpp_run_once(l->ctx, 0);
 		}
