@@ -21,6 +21,7 @@
 #include "channel.h"
 #include "conf.h"
 #include "notify.h"
+#include "retain.h"
 #include "hal.h"
 #include "log.h"
 #include "util.h"
@@ -150,6 +151,8 @@ static const struct sb_conf_key top_keys[] = {
 	  "per command, node, channel, room and identity: the role needed or a refusal; first match wins" },
 	{ "rate_limit", SB_CT_GROUP, 0, rate_keys, NULL,
 	  "commands per identity (token bucket); the local console is exempt" },
+	{ "store", SB_CT_GROUP, 0, sb_store_keys, NULL,
+	  "how long the store keeps closed events and audit rows" },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 

@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "node.h"
 #include "notify.h"
+#include "retain.h"
 #include "util.h"
 
 struct sb_core sb_core;
@@ -412,6 +413,8 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 		return -1;
 	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
 		return -1;
+	if (sb_retain_apply(config_lookup(&conf->cf, "store"), err, errlen) < 0)
+		return -1;
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		return -1;
 	if (sb_nodes_apply(conf->nodes, conf->nnodes, err, errlen) < 0)
@@ -448,6 +451,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 		sb_channel_driver_preload(conf->channels[i].driver);
 	if (sb_notify_start(sb_core.state_dir, err, errlen) < 0)
 		return -1;
+	sb_retain_start(sb_core.loop);
 	if (sb_dialplan_start(err, errlen) < 0)
 		return -1;
 	if (early) {
@@ -481,7 +485,8 @@ sb_core_reload(char *err, size_t errlen)
 	 * (whose settings were released once they were applied). */
 	if ((conf = sb_conf_load(sb_core.conf_path, err, errlen)) == NULL)
 		goto fail;
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0 ||
+	    sb_retain_apply(config_lookup(&conf->cf, "store"), err, errlen) < 0)
 		goto fail_conf;
 	if (sb_acl_configure(conf, err, errlen) < 0)
 		goto fail_conf;
@@ -536,6 +541,7 @@ sb_core_shutdown(void)
 	free(graveyard);
 	graveyard = NULL;
 	sb_dialplan_stop();
+	sb_retain_stop();
 	sb_notify_stop();
 	sb_nodes_clear();
 	sb_acl_clear();
@@ -550,7 +556,8 @@ sb_core_check(const struct sb_config *conf, char *err, size_t errlen)
 	size_t n;
 
 	/* Everything a start would parse, without starting anything. */
-	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0)
+	if (sb_notify_apply(config_lookup(&conf->cf, "notify"), err, errlen) < 0 ||
+	    sb_retain_apply(config_lookup(&conf->cf, "store"), err, errlen) < 0)
 		return -1;
 	for (size_t i = 0; i < conf->nnodes; i++) {
 		const struct sb_node_conf *c = &conf->nodes[i];

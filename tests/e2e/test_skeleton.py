@@ -191,6 +191,8 @@ BAD = [
     ("bad sensor", 'nodes = (\n { name = "a"; hal = { backend = "sim";\n'
      '   sensors = ( { name = "t"; kind = "smell"; } ); }; }\n);\n', r":\d+: .*smell"),
     ("unknown role", 'acl = (\n { match = "xmpp:*"; role = "wizard"; }\n);\n', r"wizard"),
+    ("history too short", 'store = {\n  event_max_age = 60.0;\n};\n',
+     r":2: store: event_max_age must be 0 \(keep for ever\) or at least 3600 seconds"),
 ]
 
 

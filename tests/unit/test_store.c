@@ -16,10 +16,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libconfig.h>
 #include <sqlite3.h>
 
 #include "loop.h"
 #include "notify.h"
+#include "retain.h"
 #include "store.h"
 
 static char dir[64], path[128];
@@ -310,6 +312,84 @@ test_parse_duration(void **state)
 	assert_int_equal(sb_parse_duration("999999999999999d", &s), -1);	/* no overflow */
 }
 
+static void
+sql(const char *text)
+{
+	char *e = NULL;
+
+	if (sqlite3_exec(sb_store_db(), text, NULL, NULL, &e) != SQLITE_OK)
+		fail_msg("%s: %s", text, e);
+}
+
+static int
+retain_conf(const char *text, char *err, size_t errlen)
+{
+	config_t cf;
+	int rc;
+
+	config_init(&cf);
+	assert_int_equal(config_read_string(&cf, text), CONFIG_TRUE);
+	rc = sb_retain_apply(config_lookup(&cf, "store"), err, errlen);
+	config_destroy(&cf);
+	return rc;
+}
+
+/*
+ * Closed, routed events older than event_max_age and audit rows older than
+ * audit_max_age go, oldest first, a batch of 1,000 at a time; an open
+ * event, one not yet routed, newer rows, the spool, silences and
+ * maintenance windows stay.  0 keeps for ever; an age under an hour is
+ * refused.
+ */
+static void
+test_retention_prunes_only_old_history(void **state)
+{
+	const time_t now = 1000000000;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(sb_store_open(path, NULL, err, sizeof(err)), 0);
+	sql("BEGIN");
+	for (int i = 0; i < 1500; i++)	/* old, closed, routed: they go */
+		sql("INSERT INTO events (key, source, severity, text, time, routed, open) "
+		    "VALUES ('k', 'node', 'warning', 'old', 1000, 1, 0)");
+	sql("INSERT INTO events (key, source, severity, text, time, routed, open) VALUES "
+	    "('k', 'node', 'critical', 'old but open', 1000, 1, 1),"
+	    "('k', 'node', 'warning', 'old, not routed', 1000, 0, 0),"
+	    "('k', 'node', 'warning', 'young', 999999000, 1, 0)");
+	sql("INSERT INTO audit (time, identity, line, outcome) VALUES "
+	    "(1000000, 'a', 'status', 'ok'), (999999000000, 'a', 'status', 'ok')");
+	sql("INSERT INTO spool (dest, text, created) VALUES ('d', 'x', 1000)");
+	sql("INSERT INTO silences (pattern, until, created) VALUES ('*', 1000, 1000)");
+	sql("INSERT INTO maint (node, start, until) VALUES ('web', 1000, 2000)");
+	sql("COMMIT");
+
+	assert_int_equal(retain_conf("store = { event_max_age = 3600.0; "
+	    "audit_max_age = 7200.0; };", err, sizeof(err)), 0);
+	assert_int_equal(sb_retain_prune(now), 1000 + 1);	/* a batch of each */
+	assert_int_equal(sb_retain_prune(now), 500);
+	assert_int_equal(sb_retain_prune(now), 0);
+	assert_int_equal(sb_store_commit(), 0);
+	assert_int_equal(count("SELECT count(*) FROM events"), 3);
+	assert_int_equal(count("SELECT count(*) FROM events WHERE text = 'old'"), 0);
+	assert_int_equal(count("SELECT count(*) FROM audit"), 1);
+	assert_int_equal(count("SELECT time FROM audit"), 999999000000LL);
+	assert_int_equal(count("SELECT count(*) FROM spool"), 1);
+	assert_int_equal(count("SELECT count(*) FROM silences"), 1);
+	assert_int_equal(count("SELECT count(*) FROM maint"), 1);
+
+	/* 0: for ever. */
+	assert_int_equal(retain_conf("store = { event_max_age = 0.0; audit_max_age = 0.0; };",
+	    err, sizeof(err)), 0);
+	assert_int_equal(sb_retain_prune(now + 100000000), 0);
+	assert_int_equal(count("SELECT count(*) FROM events"), 3);
+	/* Under an hour is a mistake, said with the section's name. */
+	assert_int_equal(retain_conf("store = { event_max_age = 60.0; };", err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "store: event_max_age"));
+	assert_int_equal(retain_conf("x = 1;", err, sizeof(err)), 0);	/* the defaults */
+}
+
 int
 main(void)
 {
@@ -323,6 +403,7 @@ main(void)
 		T(test_not_a_database),
 		T(test_failed_commit_tells_waiters),
 		T(test_parse_duration),
+		T(test_retention_prunes_only_old_history),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
