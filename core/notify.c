@@ -89,7 +89,8 @@ struct event {
 	int     tier;		/* highest tier reached */
 	unsigned repeats;
 	struct sb_timer *esc_timer;
-	uint64_t esc_base_ms;	/* when tier 0 went out */
+	int64_t esc_base_ms;	/* when tier 0 went out (sb_now_ms; earlier than
+				 * the clock's start for an old event) */
 	struct event *hnext;	/* open events by key */
 	struct event *qnext;	/* the routing queue */
 };
@@ -939,7 +940,7 @@ static long esc_timer(struct sb_loop *, struct sb_timer *, void *);
 static void
 esc_arm(struct event *e)
 {
-	uint64_t now = sb_now_ms(), at = UINT64_MAX;
+	int64_t now = (int64_t)sb_now_ms(), at = INT64_MAX;
 
 	if (e->esc_timer) {
 		sb_loop_del_timer(sb_core.loop, e->esc_timer);
@@ -949,18 +950,18 @@ esc_arm(struct event *e)
 		return;
 	for (size_t i = 0; i < e->plan.n; i++)
 		if (e->plan.v[i].tier > e->tier) {
-			uint64_t a = e->esc_base_ms + (uint64_t)(e->plan.v[i].after * 1000);
+			int64_t a = e->esc_base_ms + (int64_t)(e->plan.v[i].after * 1000);
 
 			if (a < at)
 				at = a;
 		}
 	if (e->plan.every > 0) {
-		uint64_t a = e->esc_base_ms + (uint64_t)(e->plan.every * 1000) * (e->repeats + 1);
+		int64_t a = e->esc_base_ms + (int64_t)(e->plan.every * 1000) * (e->repeats + 1);
 
 		if (a < at)
 			at = a;
 	}
-	if (at == UINT64_MAX)
+	if (at == INT64_MAX)
 		return;
 	e->esc_timer = sb_loop_add_timer(sb_core.loop, at > now ? (long)(at - now) : 0,
 	    esc_timer, e);
@@ -970,7 +971,7 @@ static long
 esc_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 {
 	struct event *e = ud;
-	uint64_t now = sb_now_ms(), elapsed = now - e->esc_base_ms;
+	int64_t elapsed = (int64_t)sb_now_ms() - e->esc_base_ms;
 	char prefix[96], dur[32];
 	int newtier = e->tier;
 
@@ -980,7 +981,7 @@ esc_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 	sb_fmt_duration(dur, sizeof(dur), (long long)(elapsed / 1000));
 	for (size_t i = 0; i < e->plan.n; i++)
 		if (e->plan.v[i].tier > e->tier &&
-		    elapsed + 50 >= (uint64_t)(e->plan.v[i].after * 1000)) {
+		    elapsed + 50 >= (int64_t)(e->plan.v[i].after * 1000)) {
 			snprintf(prefix, sizeof(prefix), "escalated (unacknowledged for %s): ", dur);
 			group_add(dest_get(e->plan.v[i].dest), e, prefix);
 			if (e->plan.v[i].tier > newtier)
@@ -997,7 +998,7 @@ esc_timer(struct sb_loop *loop, struct sb_timer *t, void *ud)
 			sb_store_exec(s_ev_esc);
 		}
 	} else if (e->plan.every > 0 &&
-	    elapsed + 50 >= (uint64_t)(e->plan.every * 1000) * (e->repeats + 1)) {
+	    elapsed + 50 >= (int64_t)(e->plan.every * 1000) * (e->repeats + 1)) {
 		e->repeats++;
 		snprintf(prefix, sizeof(prefix), "still unacknowledged after %s: ", dur);
 		for (size_t i = 0; i < e->plan.n; i++)
@@ -1021,8 +1022,22 @@ route_one(struct event *e)
 			sb_route_plan_add(&e->plan, "console", 0, 0);
 		}
 	}
-	e->esc_base_ms = sb_now_ms();
-	if (!e->replan) {
+	e->esc_base_ms = (int64_t)sb_now_ms();
+	if (e->replan) {
+		/*
+		 * From an earlier run: its escalation goes on from the event's
+		 * time, as if the daemon had not stopped (its tier 0 went out
+		 * then): a tier that fell due meanwhile comes now, and a
+		 * repeat at its next multiple of `every', not each one missed.
+		 */
+		double age = difftime(time(NULL), e->time);
+
+		if (age > 0)
+			e->esc_base_ms -= (int64_t)(age * 1000);
+		if (e->plan.every > 0)
+			e->repeats = (unsigned)(((int64_t)sb_now_ms() - e->esc_base_ms) /
+			    (int64_t)(e->plan.every * 1000));
+	} else {
 		size_t n0 = 0;
 
 		for (size_t i = 0; i < e->plan.n; i++)
