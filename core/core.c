@@ -329,6 +329,7 @@ on_state(struct sb_node *n, enum sb_state old, void *ud)
 {
 	struct sb_event_in ev = { .source = "state", .node = n->name };
 	char text[512], key[300];
+	const char *open_sev;
 
 	(void)ud;
 	switch (n->state) {
@@ -346,10 +347,16 @@ on_state(struct sb_node *n, enum sb_state old, void *ud)
 		break;
 	}
 	snprintf(key, sizeof(key), "state/%s", n->name);
+	open_sev = sb_notify_open_severity(key);
 	/* A node's first answer saying all is well is not news (10,000
 	 * gateway nodes starting would make 10,000 events), unless it ends
-	 * a problem still open from before a restart. */
-	if (old == SB_ST_UNKNOWN && n->state == SB_ST_OK && !sb_notify_is_open(key))
+	 * a problem still open from before a restart; nor is one repeating
+	 * that problem: it goes on, and so do its event and escalation
+	 * (a new event would supersede it, past the dedup window). */
+	if (old == SB_ST_UNKNOWN && n->state == SB_ST_OK && open_sev == NULL)
+		return;
+	if (old == SB_ST_UNKNOWN && !ev.resolved && open_sev != NULL &&
+	    strcmp(open_sev, ev.severity) == 0)
 		return;
 	snprintf(text, sizeof(text), "%s: %s -> %s: %s", n->name, sb_state_name(old),
 	    sb_state_name(n->state), n->reason);

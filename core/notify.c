@@ -283,10 +283,12 @@ open_find_id(int64_t id)
 	return NULL;
 }
 
-int
-sb_notify_is_open(const char *key)
+const char *
+sb_notify_open_severity(const char *key)
 {
-	return open_find(key) != NULL;
+	struct event *e = open_find(key);
+
+	return e ? e->severity : NULL;
 }
 
 static void

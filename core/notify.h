@@ -33,8 +33,9 @@ struct sb_event_in {
 
 typedef void sb_event_done_fn(void *ud, int ok);
 
-/* Is an event with this key open (warning or critical, not resolved)? */
-int sb_notify_is_open(const char *key);
+/* The severity of the open event with this key (warning or critical, not
+ * resolved), or NULL if none is open. */
+const char *sb_notify_open_severity(const char *key);
 
 /*
  * Accept an event.  Returns its id (> 0), 0 if it was a duplicate of an

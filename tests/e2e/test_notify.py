@@ -142,18 +142,18 @@ def test_escalation_reaches_second_tier_and_ack_stops_it():
 
 ESCALATE_SLOW = """
 route { severity = "critical", to = { "xmpp:oncall@sb.test" },
-        escalate = { { after = 200, to = { "xmpp:boss@sb.test" } } }, every = 60 }
+        escalate = { { after = 350, to = { "xmpp:boss@sb.test" } } }, every = 60 }
 """
 
 
 def test_escalation_after_a_restart_counts_from_the_event():
-    """An open critical event's escalation goes on across a restart from
-    the event's time, not from the restart: an event 250 s old (its time
-    moved back in the store while the daemon was down; still inside the
-    300 s dedup window, so that web, hot again, repeats it rather than
-    opening another) escalates at once after the restart, not 200 s after
-    it, and the `every` repeats due meanwhile are not all sent at once: the
-    next one is the next multiple of 60 s."""
+    """An open critical event goes on across a restart: web, still hot
+    when the daemon is back, continues its event instead of opening another
+    (though the event, 400 s old, is past the 300 s dedup window: its time
+    was moved back in the store while the daemon was down), and its
+    escalation counts from the event's time, not from the restart: the
+    350 s tier comes at once, and the `every` repeats due meanwhile are not
+    all sent at once (the next is the next multiple of 60 s)."""
     p, d, _ = xmpp_farm(["web", "db"], {"zz_route.lua": ESCALATE_SLOW},
                         operators=("admin", "oncall", "boss"), notify="0")
     d.start()
@@ -168,14 +168,13 @@ def test_escalation_after_a_restart_counts_from_the_event():
     db = sqlite3.connect(os.path.join(d.state, "switchboard.db"), timeout=10)
     try:
         with db:
-            n = db.execute("UPDATE events SET time = time - 250 WHERE id = ? AND open = 1",
+            n = db.execute("UPDATE events SET time = time - 400 WHERE id = ? AND open = 1",
                            (int(eid[1:]),)).rowcount
     finally:
         db.close()
     assert n == 1, n
-    since = boss.mark()
-    # The simulator starts from its config: web starts hot this time, so
-    # that its event stays open on its own merits.
+    since_boss, since_oncall = boss.mark(), oncall.mark()
+    # The simulator starts from its config: web starts hot this time.
     conf = open(d.conf).read()
     hot = 'name = "cpu_temp"; kind = "temperature"; unit = "C"; value = 42.0;'
     assert conf.count(hot) == 1, conf
@@ -183,17 +182,20 @@ def test_escalation_after_a_restart_counts_from_the_event():
         f.write(conf.replace(hot, hot.replace("42.0", "95.0")))
     d.start()
     esc = boss.wait_message(lambda m: m["body"] and m["body"].startswith("[%s] escalated" % eid),
-                            timeout=LONG, since=since)
-    assert re.search(r"unacknowledged for 4m", esc["body"]), esc["body"]
+                            timeout=LONG, since=since_boss)
+    assert re.search(r"unacknowledged for 6m", esc["body"]), esc["body"]
     # A barrier: db's first message to oncall comes after anything the
     # restart sent at once; no "still unacknowledged" burst before it.
     d.wait_state("db", "ok")
     d.ok("sim set db cpu_temp 95")
     oncall.wait_message(lambda m: m["body"] and "db: ok -> critical" in m["body"],
-                        timeout=LONG, since=since)
-    assert not bodies(oncall, since, lambda m: "still unacknowledged" in m["body"])
-    assert not bodies(boss, since, lambda m: "still unacknowledged" in m["body"])
-    assert "[escalated, tier 1]" in d.ok("alerts")
+                        timeout=LONG, since=since_oncall)
+    assert not bodies(oncall, since_oncall, lambda m: "still unacknowledged" in m["body"])
+    assert not bodies(boss, since_boss, lambda m: "still unacknowledged" in m["body"])
+    assert not bodies(oncall, since_oncall, lambda m: "web: unknown -> critical" in m["body"])
+    alerts = d.ok("alerts")
+    assert re.search(r"^%s .*web.*\[escalated, tier 1\]" % eid, alerts, re.M), alerts
+
 
 # ---------------------------------------------------------------- maintenance
 
