@@ -180,23 +180,40 @@ sb_loop_add_fd(struct sb_loop *loop, int fd, unsigned mask, sb_fd_fn *fn, void *
 	return 0;
 }
 
-int
-sb_loop_mod_fd(struct sb_loop *loop, int fd, unsigned mask)
+/* The slot of a watched fd, or NULL. */
+static struct fdslot *
+watched(struct sb_loop *loop, int fd)
 {
-	struct fdslot *s;
-	unsigned old;
+	if (fd < 0 || (size_t)fd >= loop->nfds || !loop->fds[fd].fn)
+		return NULL;
+	return &loop->fds[fd];
+}
+
+/* Give the slot of fd a new mask and tell epoll; 0, or the error with the
+ * old mask kept. */
+static int
+set_mask(struct sb_loop *loop, struct fdslot *s, int fd, unsigned mask)
+{
+	unsigned old = s->mask;
 	int err;
 
-	if (fd < 0 || (size_t)fd >= loop->nfds || !loop->fds[fd].fn)
-		return -ENOENT;
-	if (mask & ~(SB_READ | SB_WRITE))
-		return -EINVAL;
-	s = &loop->fds[fd];
-	old = s->mask;
 	s->mask = mask;
 	if ((err = ctl(loop, EPOLL_CTL_MOD, fd)))
 		s->mask = old;
-	else
+	return err;
+}
+
+int
+sb_loop_mod_fd(struct sb_loop *loop, int fd, unsigned mask)
+{
+	struct fdslot *s = watched(loop, fd);
+	int err;
+
+	if (s == NULL)
+		return -ENOENT;
+	if (mask & ~(SB_READ | SB_WRITE))
+		return -EINVAL;
+	if ((err = set_mask(loop, s, fd, mask)) == 0)
 		s->paused = 0;	/* the owner's say ends a pause */
 	return err;
 }
@@ -218,10 +235,9 @@ resume_fds(struct sb_loop *loop, struct sb_timer *t, void *ud)
 				next = s->resume_at;
 			continue;
 		}
-		s->mask = s->paused;
+		/* A watched fd's MOD cannot fail; if it did, it stays quiet. */
+		(void)set_mask(loop, s, (int)fd, s->paused);
 		s->paused = 0;
-		if (ctl(loop, EPOLL_CTL_MOD, (int)fd))
-			s->mask = 0;	/* cannot happen to a watched fd; stays quiet */
 	}
 	if (next)
 		return (long)(next - now);
@@ -232,24 +248,20 @@ resume_fds(struct sb_loop *loop, struct sb_timer *t, void *ud)
 int
 sb_loop_pause_fd(struct sb_loop *loop, int fd, long ms)
 {
-	struct fdslot *s;
+	struct fdslot *s = watched(loop, fd);
 	unsigned mask;
 	int err;
 
-	if (fd < 0 || (size_t)fd >= loop->nfds || !loop->fds[fd].fn)
+	if (s == NULL)
 		return -ENOENT;
-	s = &loop->fds[fd];
 	if (s->paused || s->mask == 0)
 		return 0;	/* paused already, or nothing to pause */
 	if (loop->resume == NULL &&
 	    (loop->resume = sb_loop_add_timer(loop, ms, resume_fds, NULL)) == NULL)
 		return -ENOMEM;
 	mask = s->mask;
-	s->mask = 0;
-	if ((err = ctl(loop, EPOLL_CTL_MOD, fd))) {
-		s->mask = mask;
+	if ((err = set_mask(loop, s, fd, 0)))
 		return err;
-	}
 	s->paused = mask;
 	s->resume_at = sb_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
 	return 0;
@@ -258,11 +270,10 @@ sb_loop_pause_fd(struct sb_loop *loop, int fd, long ms)
 void
 sb_loop_del_fd(struct sb_loop *loop, int fd)
 {
-	struct fdslot *s;
+	struct fdslot *s = watched(loop, fd);
 
-	if (fd < 0 || (size_t)fd >= loop->nfds || !loop->fds[fd].fn)
+	if (s == NULL)
 		return;
-	s = &loop->fds[fd];
 	/* Errors are ignored: if the owner already closed the fd, the kernel
 	 * dropped it from the epoll set with its last reference. */
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
