@@ -262,7 +262,7 @@ on_accept(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	int cfd;
 
 	(void)mask;
-	if ((cfd = sb_accept(loop, fd, NULL, NULL, "console")) < 0) {
+	if ((cfd = sb_accept(loop, fd, NULL, NULL, "console", NULL)) < 0) {
 		if (errno != EAGAIN && errno != EINTR && !SB_ACCEPT_STARVED(errno))
 			sb_warn("console: accept");
 		return;

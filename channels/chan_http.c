@@ -255,16 +255,15 @@ on_accept(struct sb_loop *loop, int fd, unsigned mask, void *ud)
 	    "Content-Type: application/json\r\nContent-Length: 47\r\nConnection: close\r\n\r\n"
 	    "{\"ok\":false,\"error\":\"too many connections\"}\r\n";
 	struct httpd *h = ud;
-	char who[96];
 
 	(void)mask;
-	snprintf(who, sizeof(who), "http %s", h->ch->name);
 	/* A bounded batch: a flood must not starve the rest of the loop. */
 	for (int i = 0; i < 64 && !h->stopped; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		const union MHD_DaemonInfo *info;
-		int cfd = sb_accept(loop, fd, (struct sockaddr *)&ss, &sl, who);
+		int cfd = sb_accept(loop, fd, (struct sockaddr *)&ss, &sl, "http",
+		    h->ch->name);
 
 		if (cfd < 0) {
 			if (SB_ACCEPT_STARVED(errno))

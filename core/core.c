@@ -347,7 +347,7 @@ on_state(struct sb_node *n, enum sb_state old, void *ud)
 		break;
 	}
 	snprintf(key, sizeof(key), "state/%s", n->name);
-	open_sev = sb_notify_open_severity(key);
+	open_sev = old == SB_ST_UNKNOWN ? sb_notify_open_severity(key) : NULL;
 	/* A node's first answer saying all is well is not news (10,000
 	 * gateway nodes starting would make 10,000 events), unless it ends
 	 * a problem still open from before a restart; nor is one repeating
