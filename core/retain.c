@@ -22,6 +22,8 @@
 #define EVERY_MS	3600000		/* then hourly */
 #define AGAIN_MS	100		/* a full batch: the next one soon */
 #define MIN_AGE		3600.0		/* shorter ages are mistakes */
+#define EVENT_AGE	7776000.0	/* 90 days: sb_store_keys says so too */
+#define AUDIT_AGE	31536000.0	/* 365 days */
 
 const struct sb_conf_key sb_store_keys[] = {
 	{ "event_max_age", SB_CT_FLOAT, 0, NULL, "7776000.0",
@@ -33,7 +35,7 @@ const struct sb_conf_key sb_store_keys[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
-static double event_age = 7776000.0, audit_age = 31536000.0;
+static double event_age = EVENT_AGE, audit_age = AUDIT_AGE;
 static struct sb_loop *tloop;
 static struct sb_timer *timer;
 static struct sqlite3_stmt *s_events, *s_audit;	/* the store finalizes them */
@@ -43,8 +45,8 @@ sb_retain_apply(const config_setting_t *s, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "event_max_age", "audit_max_age" };
 	double age[2] = {
-		sb_conf_float(s, keys[0], 7776000.0),
-		sb_conf_float(s, keys[1], 31536000.0),
+		sb_conf_float(s, keys[0], EVENT_AGE),
+		sb_conf_float(s, keys[1], AUDIT_AGE),
 	};
 
 	for (int i = 0; i < 2; i++) {
