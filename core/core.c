@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "acl.h"
 #include "channel.h"
@@ -450,7 +449,7 @@ sb_core_start(struct sb_config *conf, char *err, size_t errlen)
 	 * scripts load (not earlier: while the dynamic loader holds its lock
 	 * no thread can start), and the polls wait for the loop.
 	 */
-	early = conf->user == NULL || geteuid() != 0;
+	early = !sb_core.will_drop;
 	if ((v = channels_open(conf, 1, &n, err, errlen)) == NULL)
 		return -1;
 	channels_commit(v, n);

@@ -21,6 +21,7 @@ struct sb_core {
 	const char *state_dir;		/* in effect */
 	int     foreground;
 	int     verbose;		/* -v: debug logging whatever the config says */
+	int     will_drop;		/* main.c drops privileges after sb_core_start */
 	int     stopping;
 	/* The config whose channels are being opened (at start, reload or
 	 * --check-config): drivers that need the rest of it look here. */

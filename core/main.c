@@ -377,6 +377,9 @@ run_daemon(struct sb_config *conf, int foreground)
 	sb_loop_add_fd(sb_core.loop, sfd, SB_READ, on_signal, NULL);
 	fd_limit();
 	sd_open();
+	/* Only root becomes another user (drop_privileges); the start orders
+	 * itself by it. */
+	sb_core.will_drop = conf->user != NULL && geteuid() == 0;
 	if (sb_core_start(conf, err, sizeof(err)) < 0) {
 		sb_errorx("cannot start: %s", err);
 		sb_core_shutdown();
